@@ -1,0 +1,3 @@
+"""distill-bench: train distillation defenses, attack them, expose gradient masking."""
+
+__version__ = "0.1.0"

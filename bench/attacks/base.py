@@ -1,0 +1,65 @@
+"""The attack adapter contract (DESIGN.md §3).
+
+An adapter turns (model, x, y, budget) into x_adv and nothing more: the harness, not the adapter,
+re-predicts on x_adv, measures perturbation norms, and rejects anything outside the budget or
+[0, 1]. Minimal-norm attacks (C&W, JSMA) may return perturbations larger than the budget (the
+smallest they found); the harness counts those as failures at that budget and records their size.
+Where an attack fails on an example it returns the clean input for it.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from bench.specs import Budget
+
+
+class Attack:
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    norms: ClassVar[frozenset[str]]
+    minimal_norm: ClassVar[bool] = False
+    library: ClassVar[str] = "distill-bench"
+
+    @dataclass(frozen=True)
+    class Config:
+        pass
+
+    def __init__(self, cfg=None):
+        self.cfg = cfg if cfg is not None else self.Config()
+
+    @property
+    def library_version(self) -> str:
+        if self.library == "distill-bench":
+            from bench import __version__
+
+            return __version__
+        from importlib.metadata import version
+
+        return version(self.library)
+
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, budget: Budget, num_classes: int,
+            generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@contextlib.contextmanager
+def seeded_global_rng(generator: torch.Generator, device: torch.device):
+    """Run a library attack that draws from torch's global RNG with a seed taken from `generator`,
+    leaving the caller's global RNG state untouched."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def model_device(model: nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")

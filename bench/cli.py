@@ -1,0 +1,357 @@
+"""`bench`: the command line. Verbs: run, train, eval, list, leaderboard (`bench VERB --help`).
+
+Exit codes: 0 success; 2 bad input (one line naming the bad value and what is allowed);
+1 a failure of the harness or of an attack adapter (its message says which).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+from bench.errors import AttackContractError, BenchInputError
+
+EPILOG = "Docs: README.md. Exit codes: 0 ok, 1 harness/attack failure, 2 bad input."
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _eps_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    bad = [v for v in values if not v > 0]
+    if not values or bad:
+        raise argparse.ArgumentTypeError(f"budgets must be positive numbers, got {text!r}")
+    return values
+
+
+def _common(p: argparse.ArgumentParser, *, training: bool = True) -> None:
+    p.add_argument("--dataset", default="mnist-5k", help="dataset name (default: mnist-5k; see `bench list datasets`)")
+    p.add_argument("--arch", default=None, help="architecture (default: the dataset's; see `bench list archs`)")
+    p.add_argument("--seed", type=int, default=0, help="training and attack seed (default: 0)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
+    p.add_argument("--out", default="runs", help="store for models and records (default: ./runs)")
+    p.add_argument("--data-root", default=None, help="folder of torchvision datasets (mnist, cifar10, cifar100)")
+    p.add_argument("--download", action="store_true", help="download a torchvision dataset into --data-root")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or log lines")
+    if training:
+        p.add_argument("--epochs", type=_positive_int, default=None,
+                       help="override the training epochs of every model in the run (default: each config's)")
+        p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config field: `temperature=20` (every selected defense that has it), "
+                            "`defensive-distillation.temperature=20`, or an attack's: `cw.max_iterations=100`")
+
+
+def _attack_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--attacks", default="all", help="comma-separated attacks, or all (default: all)")
+    p.add_argument("--n-eval", type=_positive_int, default=None,
+                   help="attack the first N test examples (default: the whole test split)")
+    p.add_argument("--norm", default="all", help="threat models to run: linf, l2, or all the attack supports (default)")
+    p.add_argument("--eps", type=_eps_list, default=None,
+                   help="comma-separated budgets for the single --norm chosen (default: the dataset's, "
+                        "MNIST-like linf 0.3 / l2 2.0, CIFAR linf 8/255 / l2 0.5)")
+    p.add_argument("--attack-batch-size", type=_positive_int, default=500, help="examples per attack batch (default: 500)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description="Train distillation defenses, attack them, "
+                                     "and publish leaderboards that expose gradient masking.", epilog=EPILOG)
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+
+    p = sub.add_parser("run", help="train the defenses (and their upstream models), attack them, print the leaderboard",
+                       description="Train each defense (reusing cached models), run each attack at each budget "
+                                   "(reusing cached records), and write a markdown leaderboard.", epilog=EPILOG)
+    p.add_argument("--defense", required=True, help="comma-separated defenses, or all")
+    _common(p)
+    _attack_options(p)
+    p.add_argument("--leaderboard", default=None, help="where to write the markdown (default: OUT/leaderboard.md)")
+
+    p = sub.add_parser("train", help="train defenses (and their upstream models) into the store", epilog=EPILOG)
+    p.add_argument("--defense", required=True, help="comma-separated defenses, or all")
+    _common(p)
+
+    p = sub.add_parser("eval", help="attack trained models from the store", epilog=EPILOG,
+                       description="Attack models already in the store, named by --model-id or by the "
+                                   "--defense/--set/--epochs that trained them.")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--model-id", action="append", default=None, help="a model id from `bench list models` (repeatable)")
+    target.add_argument("--defense", default=None, help="comma-separated defenses, or all (must be trained already)")
+    _common(p)
+    _attack_options(p)
+
+    p = sub.add_parser("list", help="list defenses, attacks, datasets, archs, or trained models", epilog=EPILOG)
+    p.add_argument("what", choices=["defenses", "attacks", "datasets", "archs", "models"])
+    p.add_argument("--out", default="runs", help="store to list models from (default: ./runs)")
+
+    p = sub.add_parser("leaderboard", help="render the markdown leaderboard of every record in the store", epilog=EPILOG)
+    p.add_argument("--out", default="runs", help="store to read (default: ./runs)")
+    p.add_argument("--dataset", default=None, help="only this dataset")
+    p.add_argument("--output", default=None, help="also write the markdown to this file")
+    return parser
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BenchInputError(f"unknown device {name!r}; allowed: auto, cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BenchInputError(f"device {name!r} requested but CUDA is not available here; use --device cpu or auto")
+    if device.type not in ("cpu", "cuda"):
+        raise BenchInputError(f"unsupported device {name!r}; allowed: auto, cpu, cuda, cuda:N")
+    return device
+
+
+def split_overrides(sets: Sequence[str], defenses: Sequence[str], attacks: Sequence[str]):
+    """`--set` items → ({defense: {field: text}}, {attack: {field: text}})."""
+    from bench.registry import DEFENSES
+
+    per_defense = {d: {} for d in defenses}
+    per_attack = {a: {} for a in attacks}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BenchInputError(f"--set {item!r} is not KEY=VALUE")
+        owner, dot, field = key.rpartition(".")
+        if dot:
+            if owner in per_defense:
+                per_defense[owner][field] = value
+            elif owner in per_attack:
+                per_attack[owner][field] = value
+            else:
+                raise BenchInputError(f"--set {item!r}: {owner!r} is not a defense or attack of this run "
+                                      f"(defenses: {', '.join(defenses)}; attacks: {', '.join(attacks) or 'none'})")
+            continue
+        targets = [d for d in defenses if field in {f.name for f in dataclasses.fields(DEFENSES.get(d).obj.Config)}]
+        if not targets:
+            allowed = sorted({f.name for d in defenses for f in dataclasses.fields(DEFENSES.get(d).obj.Config)})
+            raise BenchInputError(f"--set {item!r}: no selected defense has a config field {field!r}; "
+                                  f"allowed: {', '.join(allowed)}")
+        for d in targets:
+            per_defense[d][field] = value
+    return per_defense, per_attack
+
+
+def _budgets(args, attack_names, family):
+    from bench.data import DEFAULT_BUDGETS
+    from bench.registry import ATTACKS
+    from bench.specs import NORMS, Budget
+
+    if args.norm == "all":
+        norms = list(NORMS)
+    else:
+        norms = [n.strip() for n in args.norm.split(",") if n.strip()]
+        for n in norms:
+            if n not in NORMS:
+                raise BenchInputError(f"unknown norm {n!r}; allowed: {', '.join(NORMS)}, all")
+    if args.eps is not None and len(norms) != 1:
+        raise BenchInputError(f"--eps needs exactly one --norm (got --norm {args.norm}); e.g. --norm linf --eps 0.1,0.3")
+    plan = []
+    for name in attack_names:
+        supported = [n for n in norms if n in ATTACKS.get(name).obj.norms]
+        if not supported and args.norm != "all":
+            raise BenchInputError(f"attack {name!r} supports {', '.join(sorted(ATTACKS.get(name).obj.norms))}, "
+                                  f"not --norm {args.norm}")
+        for norm in supported:
+            for eps in (args.eps or [DEFAULT_BUDGETS[family][norm]]):
+                plan.append((name, Budget(norm, eps)))
+    return plan
+
+
+class _Session:
+    """What every verb that trains or attacks needs: dataset, device, store, runner."""
+
+    def __init__(self, args, log):
+        from bench.archs import arch_info
+        from bench.data import dataset_info, load_dataset
+        from bench.pipeline import Runner
+        from bench.store import Store
+
+        info = dataset_info(args.dataset)
+        self.arch = args.arch or info.default_arch
+        arch_info(self.arch)
+        self.device = resolve_device(args.device)
+        self.dataset = load_dataset(args.dataset, args.data_root, args.download)
+        self.store = Store(args.out)
+        self.runner = Runner(self.store, self.dataset, self.device, quiet=args.quiet, log=log,
+                             attack_batch_size=getattr(args, "attack_batch_size", 500))
+        self.family = info.family
+
+    def plan(self, args, defenses, per_defense):
+        from bench.pipeline import plan_model
+
+        return [plan_model(d, per_defense[d], arch=self.arch, dataset=args.dataset, seed=args.seed,
+                           epochs=args.epochs) for d in defenses]
+
+
+def _run_attacks(args, session, nodes, attack_names, per_attack) -> list[dict]:
+    plan = _budgets(args, attack_names, session.family)
+    records = []
+    for node in nodes:
+        for name, budget in plan:
+            records.append(session.runner.record(node, name, per_attack.get(name, {}), budget, args.n_eval, args.seed))
+    return records
+
+
+def _summary(runner) -> str:
+    return (f"trained {len(runner.trained)} model(s), reused {len(runner.reused_models)}; "
+            f"ran {len(runner.attacked)} attack(s), reused {len(runner.reused_records)}")
+
+
+# --- verbs -----------------------------------------------------------------------------------
+def cmd_run(args, log) -> int:
+    from bench.registry import ATTACKS, DEFENSES
+    from bench.report import leaderboard_tables, render_markdown
+
+    defenses = DEFENSES.resolve(args.defense)
+    attacks = ATTACKS.resolve(args.attacks)
+    per_defense, per_attack = split_overrides(args.sets, defenses, attacks)
+    session = _Session(args, log)
+    nodes = session.plan(args, defenses, per_defense)
+    _budgets(args, attacks, session.family)  # validate budgets before any training
+    for node in nodes:
+        session.runner.model(node)
+    records = _run_attacks(args, session, nodes, attacks, per_attack)
+    command = "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    text = render_markdown(leaderboard_tables(records, session.store.load_per_example), command=command)
+    out = Path(args.leaderboard) if args.leaderboard else Path(args.out) / "leaderboard.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text)
+    log(f"{_summary(session.runner)}; leaderboard written to {out}")
+    return 0
+
+
+def cmd_train(args, log) -> int:
+    from bench.registry import DEFENSES
+
+    defenses = DEFENSES.resolve(args.defense)
+    per_defense, _ = split_overrides(args.sets, defenses, [])
+    session = _Session(args, log)
+    for node in session.plan(args, defenses, per_defense):
+        session.runner.model(node)
+        print(f"{node.model_id}  {node.label}  {node.arch}  {node.dataset}")
+    log(_summary(session.runner))
+    return 0
+
+
+def cmd_eval(args, log) -> int:
+    from bench.pipeline import TrainNode
+    from bench.registry import ATTACKS, DEFENSES
+    from bench.report import leaderboard_tables, render_markdown
+    from bench.specs import apply_overrides
+
+    attacks = ATTACKS.resolve(args.attacks)
+    if args.model_id:
+        session = _Session(args, log)
+        defenses = []
+        nodes = []
+        for mid in args.model_id:
+            spec = session.store.model_spec(mid)
+            if spec["dataset"] != args.dataset:
+                raise BenchInputError(f"model {mid} was trained on {spec['dataset']!r}; pass --dataset {spec['dataset']}")
+            cls = DEFENSES.get(spec["defense"]).obj
+            nodes.append(TrainNode(spec["defense"], apply_overrides(cls.Config(), spec["config"], spec["defense"]),
+                                   spec["arch"], spec["dataset"], spec["seed"], stored_id=mid))
+        _, per_attack = split_overrides(args.sets, defenses, attacks)
+    else:
+        defenses = DEFENSES.resolve(args.defense)
+        per_defense, per_attack = split_overrides(args.sets, defenses, attacks)
+        session = _Session(args, log)
+        nodes = session.plan(args, defenses, per_defense)
+        for node in nodes:
+            if not session.store.has_model(node.model_id):
+                raise BenchInputError(f"{node.label} ({node.arch}, {node.dataset}, seed {node.seed}) is not trained "
+                                      f"in {args.out} (model {node.model_id}); run `bench train` first")
+    records = _run_attacks(args, session, nodes, attacks, per_attack)
+    print(render_markdown(leaderboard_tables(records, session.store.load_per_example)))
+    log(_summary(session.runner))
+    return 0
+
+
+def cmd_list(args, log) -> int:
+    from bench.archs import ARCHS
+    from bench.data import DATASETS
+    from bench.registry import ATTACKS, DEFENSES
+
+    if args.what in ("defenses", "attacks"):
+        registry = DEFENSES if args.what == "defenses" else ATTACKS
+        for entry in registry:
+            extra = f"  norms: {', '.join(sorted(entry.obj.norms))}" if args.what == "attacks" else ""
+            print(f"{entry.name}  [{entry.source}]{extra}\n    {entry.description}")
+            fields = ", ".join(f"{k}={v!r}" for k, v in entry.config_fields)
+            print(f"    config: {fields or '(none)'}")
+    elif args.what == "datasets":
+        for info in DATASETS.values():
+            print(f"{info.name:<10} default arch {info.default_arch:<15} {info.description}")
+    elif args.what == "archs":
+        for info in ARCHS.values():
+            print(f"{info.name:<15} {info.description}")
+    else:
+        from bench.store import Store
+
+        for spec in Store(args.out).models():
+            print(f"{spec['model_id']}  {spec.get('label', spec['defense']):<40} {spec['arch']:<15} "
+                  f"{spec['dataset']:<10} seed {spec['seed']}")
+    return 0
+
+
+def cmd_leaderboard(args, log) -> int:
+    from bench.report import leaderboard_tables, render_markdown
+    from bench.store import Store
+
+    if not Path(args.out).is_dir():
+        raise BenchInputError(f"no store at {args.out!r}; run `bench run` first or pass --out DIR")
+    store = Store(args.out)
+    records = store.records(dataset=args.dataset) if args.dataset else store.records()
+    text = render_markdown(leaderboard_tables(records, store.load_per_example))
+    if args.output:
+        Path(args.output).write_text(text)
+    print(text)
+    return 0
+
+
+VERBS = {"run": cmd_run, "train": cmd_train, "eval": cmd_eval, "list": cmd_list, "leaderboard": cmd_leaderboard}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    quiet = getattr(args, "quiet", False)
+    log = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"bench: warning: {msg}\n"
+    try:
+        return VERBS[args.verb](args, log)
+    except BenchInputError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+    except AttackContractError as exc:
+        print(f"bench: attack rejected: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted; finished models and records are kept, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

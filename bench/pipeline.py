@@ -1,0 +1,190 @@
+"""Plan and execute: defenses → a DAG of training nodes → models → attack records.
+
+Each training node is addressed by its content hash (ModelSpec.model_id), so a node needed by
+several defenses (the vanilla teacher, say) is trained once per store and reused, and a run that
+was killed resumes where it stopped. Attack records are cached the same way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+
+import torch
+
+from bench import __version__
+from bench.data import Dataset
+from bench.errors import BenchInputError
+from bench.evaluate import run_attack
+from bench.registry import ATTACKS, DEFENSES
+from bench.specs import RECORD_SCHEMA_VERSION, AttackSpec, Budget, ModelSpec, apply_overrides, config_to_dict
+from bench.store import Store
+from defenses.base import TrainContext
+
+
+@dataclass
+class TrainNode:
+    """One model to train: a defense with its config, and the upstream nodes it needs by role."""
+
+    defense: str
+    config: Any
+    arch: str
+    dataset: str
+    seed: int
+    upstream: dict[str, "TrainNode"] = field(default_factory=dict)
+    # set for a model known only by its id in the store (`bench eval --model-id`): never retrained
+    stored_id: str | None = None
+
+    @property
+    def spec(self) -> ModelSpec:
+        return ModelSpec(self.defense, config_to_dict(self.config), self.arch, self.dataset, self.seed,
+                         {role: node.model_id for role, node in sorted(self.upstream.items())})
+
+    @property
+    def model_id(self) -> str:
+        return self.stored_id or self.spec.model_id
+
+    @property
+    def label(self) -> str:
+        return DEFENSES.get(self.defense).obj().label(self.config)
+
+    def walk(self):
+        """Every node of the DAG under this one, upstream first, each once."""
+        seen: set[str] = set()
+
+        def visit(node):
+            for up in node.upstream.values():
+                yield from visit(up)
+            if node.model_id not in seen:
+                seen.add(node.model_id)
+                yield node
+
+        yield from visit(self)
+
+
+def plan_model(defense: str, overrides: Mapping[str, Any], *, arch: str, dataset: str, seed: int,
+               epochs: int | None = None, _depth: int = 0) -> TrainNode:
+    """Resolve a defense and its `requires` into a DAG of TrainNodes. `overrides` maps config
+    fields to values (strings from the CLI are parsed against the field types); `epochs`, when
+    given, overrides the training length of every node that has an `epochs` field."""
+    if _depth > 32:
+        raise BenchInputError(f"defense {defense!r}: requirements nest deeper than 32 (a cycle?)")
+    cls = DEFENSES.get(defense).obj
+    cfg = apply_overrides(cls.Config(), overrides, defense)
+    if epochs is not None and any(f.name == "epochs" for f in dataclasses.fields(cfg)):
+        cfg = dataclasses.replace(cfg, epochs=epochs)
+    upstream = {}
+    for req in cls().requires(cfg):
+        upstream[req.role] = plan_model(req.defense, dict(req.config), arch=req.arch or arch, dataset=dataset,
+                                        seed=seed, epochs=epochs, _depth=_depth + 1)
+    return TrainNode(defense, cfg, arch, dataset, seed, upstream)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{platform.processor() or platform.machine()}"
+
+
+class Runner:
+    """Executes plans against a store. Counts what it trained/attacked and what it reused."""
+
+    def __init__(self, store: Store, dataset: Dataset, device: torch.device, *, quiet: bool = False,
+                 log: Callable[[str], None] = print, attack_batch_size: int = 500):
+        self.store, self.dataset, self.device = store, dataset, device
+        self.quiet, self.log = quiet, log
+        self.attack_batch_size = attack_batch_size
+        self.trained: list[str] = []
+        self.reused_models: list[str] = []
+        self.attacked: list[str] = []
+        self.reused_records: list[str] = []
+        self._models: dict[str, torch.nn.Module] = {}
+
+    # --- training ----------------------------------------------------------------------------
+    def model(self, node: TrainNode) -> torch.nn.Module:
+        """The trained model of `node`: from memory, from the store, or trained now (upstream first)."""
+        mid = node.model_id
+        if mid in self._models:
+            return self._models[mid]
+        if self.store.has_model(mid):
+            model = self.store.load_model(mid, self.dataset, self.device)
+            self.reused_models.append(mid)
+            self.log(f"reuse   {node.label:<40} {node.arch:<15} model {mid}")
+        else:
+            upstream = {role: self.model(up) for role, up in node.upstream.items()}
+            self.log(f"train   {node.label:<40} {node.arch:<15} model {mid}")
+            ctx = TrainContext(self.dataset, node.arch, self.device, node.seed, quiet=self.quiet,
+                               desc=f"train {node.label}", log=self.log)
+            started_at, t0 = _now(), time.perf_counter()
+            model = DEFENSES.get(node.defense).obj().train(node.config, ctx, upstream)
+            wall = time.perf_counter() - t0
+            model.eval()
+            self.store.save_model(model, {
+                **node.spec.to_json(),
+                "label": node.label,
+                "upstream_detail": {role: {"model_id": up.model_id, "defense": up.defense, "label": up.label}
+                                    for role, up in node.upstream.items()},
+                "provenance": self._provenance(wall, started_at),
+                "created_at": started_at,
+            })
+            self.trained.append(mid)
+            self.log(f"        trained in {wall:.1f}s")
+        self._models[mid] = model
+        return model
+
+    # --- attacking ---------------------------------------------------------------------------
+    def record(self, node: TrainNode, attack_name: str, attack_overrides: Mapping[str, Any], budget: Budget,
+               n_eval: int | None, seed: int) -> dict:
+        """The record of `attack_name` at `budget` on `node`'s model: cached or computed now."""
+        attack_cls = ATTACKS.get(attack_name).obj
+        attack = attack_cls(apply_overrides(attack_cls.Config(), attack_overrides, attack_name))
+        x, y = self.dataset.eval_slice(n_eval)
+        spec = AttackSpec(node.model_id, attack_name, config_to_dict(attack.cfg), budget, self.dataset.name,
+                          "test", len(y), seed)
+        rid = spec.record_id
+        if self.store.has_record(rid):
+            self.reused_records.append(rid)
+            return self.store.load_record(rid)
+        model = self.model(node)
+        started_at = _now()
+        outcome = run_attack(model, attack, x, y, budget, num_classes=self.dataset.num_classes, seed=seed,
+                             device=self.device, batch_size=self.attack_batch_size, quiet=self.quiet,
+                             desc=f"{attack_name} {budget} on {node.label}")
+        from bench.data import SPLIT_SEED
+
+        record = {
+            "schema_version": RECORD_SCHEMA_VERSION,
+            "record_id": rid,
+            "model_id": node.model_id,
+            "spec": {
+                "defense": {"name": node.defense, "label": node.label, "config": config_to_dict(node.config)},
+                "upstream": [{"role": role, "model_id": up.model_id, "defense": up.defense}
+                             for role, up in sorted(node.upstream.items())],
+                "arch": node.arch,
+                "dataset": {"name": self.dataset.name, "split": "test", "n": len(y), "seed": SPLIT_SEED},
+                "attack": {"name": attack_name, "config": config_to_dict(attack.cfg), "library": attack.library,
+                           "library_version": attack.library_version, "minimal_norm": attack.minimal_norm},
+                "budget": {"norm": budget.norm, "eps": budget.eps},
+                "seed": seed,
+            },
+            "metrics": outcome.metrics,
+            "per_example": "per_example.csv",
+            "provenance": self._provenance(outcome.wall_seconds, started_at),
+        }
+        self.store.save_record(record, outcome.per_example)
+        self.attacked.append(rid)
+        m = outcome.metrics
+        self.log(f"attack  {node.label:<40} {attack_name:<6} {budget}: clean {m['clean_acc']:.1%} "
+                 f"robust {m['robust_acc']:.1%} ({outcome.wall_seconds:.1f}s)")
+        return record
+
+    def _provenance(self, wall: float, started_at: str) -> dict:
+        return {"distill_bench_version": __version__, "torch_version": torch.__version__,
+                "device": _device_name(self.device), "wall_seconds": round(wall, 3), "started_at": started_at}

@@ -1,0 +1,137 @@
+"""Registries of defenses and attacks, discovered through entry points.
+
+Built-ins are declared in distill-bench's own pyproject under the same entry-point groups a third
+party uses (`distill_bench.defenses`, `distill_bench.attacks`), so there is one path for both.
+A plugin that fails to load gives a warning naming it and its package; the others still work.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import warnings
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Generic, Iterator, TypeVar
+
+from bench.errors import BenchInputError
+
+T = TypeVar("T")
+
+BUILTIN_DISTRIBUTION = "distill-bench"
+
+
+class PluginLoadWarning(UserWarning):
+    """A registered plugin could not be imported or does not fit its contract."""
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    name: str
+    obj: Any  # the class
+    source: str  # "built-in" or "package==version"
+
+    @property
+    def description(self) -> str:
+        doc = getattr(self.obj, "description", None) or (self.obj.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+    @property
+    def config_fields(self) -> list[tuple[str, Any]]:
+        cfg_cls = getattr(self.obj, "Config", None)
+        if cfg_cls is None:
+            return []
+        default = cfg_cls()
+        return [(f.name, getattr(default, f.name)) for f in dataclasses.fields(default)]
+
+
+class Registry(Generic[T]):
+    """Named plugins of one kind. `get(name)` fails with the close matches and the full list."""
+
+    def __init__(self, kind: str, group: str, required: tuple[str, ...]):
+        self.kind = kind
+        self.group = group
+        self.required = required
+        self._entries: dict[str, Entry] | None = None
+
+    def _discover(self) -> dict[str, Entry]:
+        found: dict[str, Entry] = {}
+        for ep in sorted(entry_points(group=self.group), key=lambda e: e.name):
+            dist = getattr(ep, "dist", None)
+            dist_name = dist.metadata["Name"] if dist is not None else "unknown package"
+            source = "built-in" if dist_name == BUILTIN_DISTRIBUTION else f"{dist_name}=={dist.version}"
+            try:
+                obj = ep.load()
+            except Exception as exc:  # a broken plugin must not take the harness down
+                warnings.warn(
+                    f"{self.kind} plugin {ep.name!r} from {dist_name} failed to load ({ep.value}): "
+                    f"{type(exc).__name__}: {exc}",
+                    PluginLoadWarning,
+                    stacklevel=2,
+                )
+                continue
+            missing = [attr for attr in self.required if not hasattr(obj, attr)]
+            if missing:
+                warnings.warn(
+                    f"{self.kind} plugin {ep.name!r} from {dist_name} lacks {', '.join(missing)}; skipped",
+                    PluginLoadWarning,
+                    stacklevel=2,
+                )
+                continue
+            if ep.name in found:
+                warnings.warn(
+                    f"{self.kind} {ep.name!r} is registered twice ({found[ep.name].source} and {source}); "
+                    f"keeping {found[ep.name].source}",
+                    PluginLoadWarning,
+                    stacklevel=2,
+                )
+                continue
+            found[ep.name] = Entry(ep.name, obj, source)
+        return found
+
+    @property
+    def entries(self) -> dict[str, Entry]:
+        if self._entries is None:
+            self._entries = self._discover()
+        return self._entries
+
+    def reload(self) -> None:
+        self._entries = None
+
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self.entries[name] for name in self.names())
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.entries
+
+    def get(self, name: str) -> Entry:
+        try:
+            return self.entries[name]
+        except KeyError:
+            pass
+        close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise BenchInputError(
+            f"unknown {self.kind} {name!r}{hint} (available: {', '.join(self.names()) or 'none'})"
+        ) from None
+
+    def resolve(self, names: str) -> list[str]:
+        """Parse a comma-separated list, or 'all', into validated names (order kept, no repeats)."""
+        if names.strip() == "all":
+            return self.names()
+        out: list[str] = []
+        for name in (n.strip() for n in names.split(",")):
+            if not name:
+                continue
+            self.get(name)
+            if name not in out:
+                out.append(name)
+        if not out:
+            raise BenchInputError(f"no {self.kind} named in {names!r} (available: {', '.join(self.names())})")
+        return out
+
+
+DEFENSES: Registry = Registry("defense", "distill_bench.defenses", ("name", "Config", "requires", "train"))
+ATTACKS: Registry = Registry("attack", "distill_bench.attacks", ("name", "norms", "minimal_norm", "run"))

@@ -1,0 +1,144 @@
+"""Frozen specs, their canonical JSON, and the content hashes that address every artifact.
+
+A model is addressed by the hash of what determines it (defense, config, architecture, dataset,
+seed, the ids of its upstream models, the training code's cache version); an attack record by
+the hash of its model id, attack, config, budget and evaluation slice. Same spec, same id: that
+is what makes runs resumable and results shareable.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from bench.errors import BenchInputError
+
+# Bump when a change to training or evaluation code changes what a spec produces, so that cached
+# artifacts made by older code are not silently reused.
+TRAIN_CACHE_VERSION = 1
+EVAL_CACHE_VERSION = 1
+RECORD_SCHEMA_VERSION = 1
+
+NORMS = ("linf", "l2")
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal specs give equal strings."""
+    return json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def content_hash(obj: Any, length: int = 16) -> str:
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
+
+
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise ValueError(f"non-finite float {obj!r} in a spec")
+    return obj
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A threat model: the norm of the perturbation and its radius."""
+
+    norm: str
+    eps: float
+
+    def __post_init__(self):
+        if self.norm not in NORMS:
+            raise BenchInputError(f"unknown norm {self.norm!r}; allowed: {', '.join(NORMS)}")
+        if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps > 0):
+            raise BenchInputError(f"budget eps must be a positive number, got {self.eps!r}")
+
+    def __str__(self) -> str:
+        return f"{self.norm} eps={self.eps:g}"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that determines a trained model."""
+
+    defense: str
+    config: Mapping[str, Any]
+    arch: str
+    dataset: str
+    seed: int
+    upstream: Mapping[str, str] = field(default_factory=dict)  # role -> model_id
+
+    @property
+    def model_id(self) -> str:
+        return content_hash({"kind": "model", "cache_version": TRAIN_CACHE_VERSION, **_plain(self)})
+
+    def to_json(self) -> dict:
+        return {"model_id": self.model_id, **_plain(self)}
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """Everything that determines one attack record on one model."""
+
+    model_id: str
+    attack: str
+    config: Mapping[str, Any]
+    budget: Budget
+    dataset: str
+    split: str
+    n: int
+    seed: int
+
+    @property
+    def record_id(self) -> str:
+        return content_hash({"kind": "record", "cache_version": EVAL_CACHE_VERSION, **_plain(self)})
+
+
+def config_to_dict(cfg: Any) -> dict:
+    return _plain(cfg)
+
+
+def parse_value(text: str, annotation: Any, field_name: str) -> Any:
+    """Parse a `--set key=value` string into the type of the config field."""
+    kind = annotation if isinstance(annotation, type) else {"int": int, "float": float, "bool": bool, "str": str}.get(
+        str(annotation), str
+    )
+    try:
+        if kind is bool:
+            low = text.lower()
+            if low not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return low in ("true", "1", "yes")
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        return text
+    except ValueError:
+        raise BenchInputError(f"{field_name}={text!r} is not a valid {kind.__name__}") from None
+
+
+def apply_overrides(cfg: Any, overrides: Mapping[str, str], owner: str) -> Any:
+    """Return `cfg` with string overrides parsed against its dataclass fields.
+
+    An unknown key is a BenchInputError naming the key and the allowed ones."""
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    values = {}
+    for key, text in overrides.items():
+        if key not in fields:
+            raise BenchInputError(
+                f"{owner} has no config field {key!r}; allowed: {', '.join(sorted(fields)) or '(none)'}"
+            )
+        values[key] = parse_value(text, fields[key].type, f"{owner}.{key}") if isinstance(text, str) else text
+    try:
+        return dataclasses.replace(cfg, **values)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, BenchInputError):
+            raise
+        raise BenchInputError(f"{owner}: {exc}") from None

@@ -1,0 +1,120 @@
+"""The one training loop every defense uses: seeded, device-aware, with a progress bar.
+
+A defense supplies the loss (`loss_fn(model, x, y) -> (loss, logits)`), so the loop stays the
+same for plain cross-entropy, distillation, and adversarial training.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
+
+SCHEDULES = ("constant", "cosine", "multistep")
+
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class Optim:
+    """SGD with momentum, or Adam, and one of a few standard schedules."""
+
+    epochs: int
+    lr: float
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    schedule: str = "constant"  # "multistep": x0.1 at 50% and 75% of training (Madry/TRADES style)
+    optimizer: str = "sgd"
+
+    def __post_init__(self):
+        from bench.errors import BenchInputError
+
+        if self.optimizer not in OPTIMIZERS:
+            raise BenchInputError(f"unknown optimizer {self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise BenchInputError(f"unknown schedule {self.schedule!r}; allowed: {', '.join(SCHEDULES)}")
+        for name in ("epochs", "lr", "batch_size"):
+            if not getattr(self, name) > 0:
+                raise BenchInputError(f"{name} must be positive, got {getattr(self, name)!r}")
+
+    def build(self, params) -> torch.optim.Optimizer:
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+
+
+def _lr_at(optim: Optim, progress: float) -> float:
+    if optim.schedule == "cosine":
+        return optim.lr * 0.5 * (1 + math.cos(math.pi * progress))
+    if optim.schedule == "multistep":
+        return optim.lr * (0.1 ** ((progress >= 0.5) + (progress >= 0.75)))
+    return optim.lr
+
+
+def fit(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: LossFn,
+    optim: Optim,
+    *,
+    device: torch.device,
+    seed: int,
+    desc: str = "train",
+    quiet: bool = False,
+    extra: torch.Tensor | None = None,
+) -> nn.Module:
+    """Train `model` in place on (x, y) and return it in eval mode.
+
+    `extra` (optional, aligned with x) is passed to the loss as a third target, e.g. the teacher's
+    precomputed soft labels; then `loss_fn(model, x, y, extra_batch)`.
+    """
+    model.to(device).train()
+    opt = optim.build(model.parameters())
+    order_rng = torch.Generator().manual_seed(seed)
+    n = len(y)
+    steps_per_epoch = math.ceil(n / optim.batch_size)
+    total = optim.epochs * steps_per_epoch
+    bar = tqdm(total=total, desc=desc, disable=True if quiet else None, unit="batch", leave=False, dynamic_ncols=True)
+    step = 0
+    for epoch in range(optim.epochs):
+        perm = torch.randperm(n, generator=order_rng)
+        seen = correct = 0
+        loss_sum = 0.0
+        for start in range(0, n, optim.batch_size):
+            idx = perm[start : start + optim.batch_size]
+            xb, yb = x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(optim, step / total)
+            if extra is None:
+                loss, logits = loss_fn(model, xb, yb)
+            else:
+                loss, logits = loss_fn(model, xb, yb, extra[idx].to(device, non_blocking=True))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{desc}: loss became {loss.item()} at epoch {epoch + 1}, step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            seen += len(yb)
+            loss_sum += loss.item() * len(yb)
+            correct += (logits.detach().argmax(1) == yb).sum().item()
+            bar.update(1)
+            bar.set_postfix(epoch=f"{epoch + 1}/{optim.epochs}", loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
+    bar.close()
+    return model.eval()
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 1000) -> torch.Tensor:
+    """Logits of `model` on x, in eval mode, batched, returned on the CPU."""
+    model.eval()
+    outs = [model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(outs) if outs else torch.empty(0)
