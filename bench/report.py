@@ -35,6 +35,8 @@ def leaderboard_tables(records: Iterable[dict], load_per_example: PerExampleLoad
     tables = []
     for (dataset, norm, eps, n), by_model in sorted(groups.items()):
         attacks = sorted({a for per_attack in by_model.values() for a in per_attack})
+        minimal = sorted({a for per_attack in by_model.values() for a, r in per_attack.items()
+                          if r["spec"]["attack"].get("minimal_norm")})
         rows = []
         for model_id, per_attack in by_model.items():
             any_rec = next(iter(per_attack.values()))
@@ -43,6 +45,12 @@ def leaderboard_tables(records: Iterable[dict], load_per_example: PerExampleLoad
                    "clean": any_rec["metrics"]["clean_acc"]}
             for a in attacks:
                 row[a] = per_attack[a]["metrics"]["robust_acc"] if a in per_attack else float("nan")
+            for a in minimal:
+                # the evidence a minimal-norm attack adds: does it always succeed, and how far must it go
+                m = per_attack[a]["metrics"] if a in per_attack else {}
+                pert = m.get("perturbation") or {}
+                row[f"{a} success (any size)"] = m.get("unbounded_success_rate", float("nan"))
+                row[f"{a} median {norm}"] = pert.get("median", float("nan"))
             frames = [load_per_example(r["record_id"]) for r in per_attack.values()]
             row["worst case"], _ = worst_case(frames)
             row["attacks run"] = f"{len(per_attack)}/{len(attacks)}"
@@ -69,7 +77,9 @@ def render_markdown(tables: list[tuple[str, pd.DataFrame]], *, heading: str = "d
     for title, df in tables:
         shown = df.copy()
         for col in shown.columns:
-            if col not in ("defense", "arch", "model", "attacks run", "n"):
+            if " median " in col:
+                shown[col] = shown[col].map(lambda v: "—" if v != v else f"{v:.3f}")
+            elif col not in ("defense", "arch", "model", "attacks run", "n"):
                 shown[col] = shown[col].map(_pct)
         lines += [f"## {title}", "", shown.to_markdown(index=False, disable_numparse=True), ""]
     return "\n".join(lines)

