@@ -299,7 +299,7 @@ def cmd_list(args, log) -> int:
         for entry in registry:
             extra = f"  norms: {', '.join(sorted(entry.obj.norms))}" if args.what == "attacks" else ""
             print(f"{entry.name}  [{entry.source}]{extra}\n    {entry.description}")
-            fields = ", ".join(f"{k}={v!r}" for k, v in entry.config_fields)
+            fields = ", ".join(f"{k}={'auto' if v is None else repr(v)}" for k, v in entry.config_fields)
             print(f"    config: {fields or '(none)'}")
     elif args.what == "datasets":
         for info in DATASETS.values():

@@ -76,8 +76,13 @@ def plan_model(defense: str, overrides: Mapping[str, Any], *, arch: str, dataset
     cfg = apply_overrides(cls.Config(), overrides, defense)
     if epochs is not None and any(f.name == "epochs" for f in dataclasses.fields(cfg)):
         cfg = dataclasses.replace(cfg, epochs=epochs)
+    instance = cls()
+    arch = instance.arch(cfg, arch)
+    from bench.archs import arch_info
+
+    arch_info(arch)  # an unknown architecture fails here, before anything trains
     upstream = {}
-    for req in cls().requires(cfg):
+    for req in instance.requires(cfg):
         upstream[req.role] = plan_model(req.defense, dict(req.config), arch=req.arch or arch, dataset=dataset,
                                         seed=seed, epochs=epochs, _depth=_depth + 1)
     return TrainNode(defense, cfg, arch, dataset, seed, upstream)

@@ -105,10 +105,15 @@ def config_to_dict(cfg: Any) -> dict:
 
 
 def parse_value(text: str, annotation: Any, field_name: str) -> Any:
-    """Parse a `--set key=value` string into the type of the config field."""
-    kind = annotation if isinstance(annotation, type) else {"int": int, "float": float, "bool": bool, "str": str}.get(
-        str(annotation), str
-    )
+    """Parse a `--set key=value` string into the type of the config field. For optional fields
+    (`float | None`), `none` or `auto` gives None, which means "the paper's value for this dataset"."""
+    names = {"int": int, "float": float, "bool": bool, "str": str}
+    spelled = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+    parts = [p.strip() for p in spelled.replace("Optional[", "").rstrip("]").split("|")]
+    optional = "None" in parts
+    kind = next((names[p] for p in parts if p in names), str)
+    if optional and text.lower() in ("none", "auto"):
+        return None
     try:
         if kind is bool:
             low = text.lower()
@@ -121,7 +126,8 @@ def parse_value(text: str, annotation: Any, field_name: str) -> Any:
             return float(text)
         return text
     except ValueError:
-        raise BenchInputError(f"{field_name}={text!r} is not a valid {kind.__name__}") from None
+        allowed = f"a valid {kind.__name__}" + (" or 'auto'" if optional else "")
+        raise BenchInputError(f"{field_name}={text!r} is not {allowed}") from None
 
 
 def apply_overrides(cfg: Any, overrides: Mapping[str, str], owner: str) -> Any:

@@ -69,6 +69,10 @@ class Defense:
     def requires(self, cfg) -> Sequence[Requirement]:
         return ()
 
+    def arch(self, cfg, run_arch: str) -> str:
+        """The architecture this defense trains; by default the run's (`--arch`)."""
+        return run_arch
+
     def train(self, cfg, ctx: TrainContext, upstream: Mapping[str, nn.Module]) -> nn.Module:
         raise NotImplementedError
 
@@ -104,6 +108,9 @@ class TrainingConfig:
 
     def __post_init__(self):
         self.optim()  # validates optimizer, epochs, lr, batch size with clear messages
+        parent = getattr(super(), "__post_init__", None)  # cooperative: mixins validate their own fields
+        if parent:
+            parent()
 
     def optim(self, **changes) -> Optim:
         fields = dict(epochs=self.epochs, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,

@@ -30,3 +30,12 @@ def soft_labels(teacher: torch.nn.Module, x: torch.Tensor, temperature: float, d
     from bench.training import predict_logits
 
     return F.softmax(predict_logits(teacher, x, device, batch_size) / temperature, dim=1)
+
+
+def takd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor, temperature: float,
+              alpha: float) -> torch.Tensor:
+    """(1 − α)·CE(s, y) + α·T²·KL(softmax(t/T) ‖ softmax(s/T)) (Hinton et al. 2015; TAKD, Mirzadeh et al. 2020)."""
+    loss = alpha * kd_kl(student_logits, teacher_logits, temperature)
+    if alpha < 1:
+        loss = loss + (1 - alpha) * F.cross_entropy(student_logits, y)
+    return loss

@@ -1,0 +1,87 @@
+"""Inner maximization for the adversarial-training family (PGD-AT, TRADES, ARD, LTD).
+
+Written here rather than borrowed from an attack library because training needs arbitrary inner
+losses (cross-entropy for Madry/ARD, KL for TRADES/LTD) and must not disturb the model's
+training state: the perturbation is searched in eval mode (so BatchNorm statistics are not
+updated by adversarial batches mid-search, as in the TRADES reference), then training resumes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+# Per dataset family, the L∞ training budget and PGD schedule of each paper.
+#   Madry et al. 2018: MNIST ε 0.3, 40 steps of 0.01; CIFAR-10 ε 8/255, 7 steps of 2/255.
+#   TRADES (Zhang et al. 2019, reference train_trades_mnist.py / train_trades_cifar10.py):
+#       MNIST ε 0.3, 40 steps of 0.01, β 1; CIFAR ε 0.031, 10 steps of 0.007, β 6.
+#   ARD (Goldblum et al. 2020): CIFAR ε 8/255, 10 steps of 2/255 (MNIST not in the paper: Madry's).
+MADRY = {"mnist": (0.3, 40, 0.01), "cifar": (8 / 255, 7, 2 / 255)}
+TRADES = {"mnist": (0.3, 40, 0.01), "cifar": (0.031, 10, 0.007)}
+ARD = {"mnist": (0.3, 40, 0.01), "cifar": (8 / 255, 10, 2 / 255)}
+
+
+@torch.no_grad()
+def eval_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Logits in eval mode without gradients, leaving the model's training mode as it was."""
+    was_training = model.training
+    model.eval()
+    out = model(x)
+    model.train(was_training)
+    return out
+
+
+@dataclass(frozen=True)
+class LinfPGD:
+    eps: float
+    steps: int
+    step_size: float
+    start: str = "uniform"  # "uniform" in the ball (Madry), "normal" 0.001·N(0, 1) (TRADES), "none"
+
+    @classmethod
+    def resolve(cls, cfg, family: str, table: dict, start: str) -> "LinfPGD":
+        """Config fields eps/steps/step_size, where None takes the paper's value for the dataset family."""
+        eps, steps, step = table[family]
+        return cls(cfg.eps if cfg.eps is not None else eps,
+                   cfg.steps if cfg.steps is not None else steps,
+                   cfg.step_size if cfg.step_size is not None else step, start)
+
+    def perturb(self, model: nn.Module, x: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Maximize `loss_fn(model(x_adv))` (a scalar) over the L∞ ball of radius eps in [0, 1]."""
+        was_training = model.training
+        model.eval()
+        if self.start == "uniform":
+            x_adv = x + torch.empty_like(x).uniform_(-self.eps, self.eps)
+        elif self.start == "normal":
+            x_adv = x + 0.001 * torch.randn_like(x)
+        else:
+            x_adv = x.clone()
+        x_adv = x_adv.clamp(0, 1).detach()
+        for _ in range(self.steps):
+            x_adv.requires_grad_(True)
+            grad, = torch.autograd.grad(loss_fn(model(x_adv)), x_adv)
+            x_adv = x_adv.detach() + self.step_size * grad.sign()
+            x_adv = torch.min(torch.max(x_adv, x - self.eps), x + self.eps).clamp(0, 1).detach()
+        model.train(was_training)
+        return x_adv
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """Training budget fields; None means the paper's value for the dataset family."""
+
+    eps: float | None = None
+    steps: int | None = None
+    step_size: float | None = None
+
+    def __post_init__(self):
+        from defenses.base import positive
+
+        for name in ("eps", "steps", "step_size"):
+            if getattr(self, name) is not None:
+                positive(getattr(self, name), name)
+        parent = getattr(super(), "__post_init__", None)
+        if parent:
+            parent()
