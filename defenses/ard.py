@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from defenses.base import Defense, Requirement, TrainContext, TrainingConfig, positive
 from defenses.kd import kd_kl
-from defenses.perturb import ARD, BudgetConfig, LinfPGD, eval_logits
+from defenses.perturb import ARD, BudgetConfig, LinfPGD, eval_logits, teacher_budget
 
 
 class AdversariallyRobustDistillation(Defense):
@@ -29,7 +29,7 @@ class AdversariallyRobustDistillation(Defense):
         """Goldblum et al. 2020, §4 and reference code: T = 30, α = 1, inner PGD on the student's CE
         with random start, CIFAR ε 8/255 with 10 steps of 2/255 (None = that per-dataset value; MNIST,
         not in the paper, uses Madry's 0.3 / 40 / 0.01). teacher: any registered defense, trained as
-        its own node with its defaults (default `adversarial-training`); teacher_arch: empty = the
+        its own node with its defaults and this config's explicit budget (default `adversarial-training`); teacher_arch: empty = the
         run's architecture (the paper distils e.g. a WRN/ResNet-18 teacher into MobileNetV2).
         Optimisation: see TrainingConfig."""
 
@@ -47,7 +47,7 @@ class AdversariallyRobustDistillation(Defense):
                 raise BenchInputError(f"alpha must be in [0, 1], got {self.alpha!r}")
 
     def requires(self, cfg: Config):
-        return [Requirement("teacher", cfg.teacher, {}, arch=cfg.teacher_arch or None)]
+        return [Requirement("teacher", cfg.teacher, teacher_budget(cfg, cfg.teacher), arch=cfg.teacher_arch or None)]
 
     def train(self, cfg: Config, ctx: TrainContext, upstream):
         teacher = upstream["teacher"].eval()

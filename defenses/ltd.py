@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from defenses.base import Defense, Requirement, TrainContext, TrainingConfig, positive
 from defenses.kd import soft_cross_entropy, soft_labels
-from defenses.perturb import TRADES, BudgetConfig, LinfPGD, eval_logits
+from defenses.perturb import TRADES, BudgetConfig, LinfPGD, eval_logits, teacher_budget
 from defenses.trades import trades_kl
 
 
@@ -52,7 +52,7 @@ class LowTemperatureDistillation(Defense):
                 positive(self.beta, "beta")
 
     def requires(self, cfg: Config):
-        return [Requirement("teacher", cfg.teacher, {}, arch=cfg.teacher_arch or None)]
+        return [Requirement("teacher", cfg.teacher, teacher_budget(cfg, cfg.teacher), arch=cfg.teacher_arch or None)]
 
     def train(self, cfg: Config, ctx: TrainContext, upstream):
         family = ctx.dataset.family

@@ -42,11 +42,11 @@ class LinfPGD:
 
     @classmethod
     def resolve(cls, cfg, family: str, table: dict, start: str) -> "LinfPGD":
-        """Config fields eps/steps/step_size, where None takes the paper's value for the dataset family."""
+        """Config fields eps/pgd_steps/pgd_step_size, where None takes the paper's value for the dataset family."""
         eps, steps, step = table[family]
         return cls(cfg.eps if cfg.eps is not None else eps,
-                   cfg.steps if cfg.steps is not None else steps,
-                   cfg.step_size if cfg.step_size is not None else step, start)
+                   cfg.pgd_steps if cfg.pgd_steps is not None else steps,
+                   cfg.pgd_step_size if cfg.pgd_step_size is not None else step, start)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """Maximize `loss_fn(model(x_adv))` (a scalar) over the L∞ ball of radius eps in [0, 1]."""
@@ -68,18 +68,31 @@ class LinfPGD:
         return x_adv
 
 
+def teacher_budget(cfg, teacher: str) -> dict:
+    """The student's explicit training budget, for a robust teacher whose config has the same
+    fields: `--set eps=0.2` then trains teacher and student for the same threat model, and the
+    teacher stays the very node a `--defense adversarial-training` in the same run trains."""
+    import dataclasses
+
+    from bench.registry import DEFENSES
+
+    teacher_fields = {f.name for f in dataclasses.fields(DEFENSES.get(teacher).obj.Config)}
+    return {name: getattr(cfg, name) for name in ("eps", "pgd_steps", "pgd_step_size")
+            if name in teacher_fields and getattr(cfg, name) is not None}
+
+
 @dataclass(frozen=True)
 class BudgetConfig:
     """Training budget fields; None means the paper's value for the dataset family."""
 
     eps: float | None = None
-    steps: int | None = None
-    step_size: float | None = None
+    pgd_steps: int | None = None
+    pgd_step_size: float | None = None
 
     def __post_init__(self):
         from defenses.base import positive
 
-        for name in ("eps", "steps", "step_size"):
+        for name in ("eps", "pgd_steps", "pgd_step_size"):
             if getattr(self, name) is not None:
                 positive(getattr(self, name), name)
         parent = getattr(super(), "__post_init__", None)

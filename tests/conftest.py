@@ -52,3 +52,22 @@ def mnist_vanilla(mnist5k):
     from defenses.vanilla import Vanilla
 
     return train(Vanilla, mnist5k, "papernot-mnist", epochs=3)
+
+
+# A CPU-sized L∞ budget for the robust defenses on 8x8 digits: ε 0.2, 10 PGD steps of 0.05.
+DIGITS_BUDGET = dict(eps=0.2, pgd_steps=10, pgd_step_size=0.05)
+
+
+@pytest.fixture(scope="session")
+def robust_digits_models(digits):
+    """adversarial-training, trades, and the distilled robust students ard and ltd on digits."""
+    from defenses.adversarial_training import AdversarialTraining
+    from defenses.ard import AdversariallyRobustDistillation
+    from defenses.ltd import LowTemperatureDistillation
+    from defenses.trades import Trades
+
+    at = train(AdversarialTraining, digits, "digits-cnn", epochs=15, **DIGITS_BUDGET)
+    trades = train(Trades, digits, "digits-cnn", epochs=15, **DIGITS_BUDGET)
+    ard = train(AdversariallyRobustDistillation, digits, "digits-cnn", {"teacher": at}, epochs=15, **DIGITS_BUDGET)
+    ltd = train(LowTemperatureDistillation, digits, "digits-cnn", {"teacher": trades}, epochs=15, **DIGITS_BUDGET)
+    return {"adversarial-training": at, "trades": trades, "ard": ard, "ltd": ltd}
