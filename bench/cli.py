@@ -60,10 +60,10 @@ def _attack_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attacks", default="all", help="comma-separated attacks, or all (default: all)")
     p.add_argument("--n-eval", type=_positive_int, default=None,
                    help="attack the first N test examples (default: the whole test split)")
-    p.add_argument("--norm", default="all", help="threat models to run: linf, l2, or all the attack supports (default)")
+    p.add_argument("--norm", default="all", help="threat models to run: linf, l2, l0 (comma-separated), or all the attack supports (default)")
     p.add_argument("--eps", type=_eps_list, default=None,
                    help="comma-separated budgets for the single --norm chosen (default: the dataset's, "
-                        "MNIST-like linf 0.3 / l2 2.0, CIFAR linf 8/255 / l2 0.5)")
+                        "MNIST-like linf 0.3 / l2 2.0, CIFAR linf 8/255 / l2 0.5; l0 0.145 of the features)")
     p.add_argument("--attack-batch-size", type=_positive_int, default=500, help="examples per attack batch (default: 500)")
 
 
@@ -194,7 +194,8 @@ class _Session:
         self.dataset = load_dataset(args.dataset, args.data_root, args.download)
         self.store = Store(args.out)
         self.runner = Runner(self.store, self.dataset, self.device, quiet=args.quiet, log=log,
-                             attack_batch_size=getattr(args, "attack_batch_size", 500))
+                             attack_batch_size=getattr(args, "attack_batch_size", 500),
+                             epochs=getattr(args, "epochs", None))
         self.family = info.family
 
     def plan(self, args, defenses, per_defense):

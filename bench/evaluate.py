@@ -32,6 +32,8 @@ def perturbation_size(delta: torch.Tensor, norm: str) -> torch.Tensor:
         return flat.abs().amax(1)
     if norm == "l2":
         return flat.norm(dim=1)
+    if norm == "l0":
+        return (flat != 0).float().mean(1)  # fraction of features changed
     raise ValueError(norm)
 
 
@@ -66,6 +68,7 @@ class AttackOutcome:
     per_example: pd.DataFrame
     metrics: dict
     wall_seconds: float
+    notes: list[str]  # what the attack itself reported (e.g. AutoAttack's sanity-check warnings)
 
 
 def run_attack(
@@ -133,7 +136,10 @@ def run_attack(
             if len(successful) else None
         ),
     }
-    return AttackOutcome(per_example, metrics, time.perf_counter() - started)
+    extra = getattr(attack, "extra_metrics", None)
+    if extra is not None:
+        metrics.update(extra())
+    return AttackOutcome(per_example, metrics, time.perf_counter() - started, list(getattr(attack, "notes", [])))
 
 
 def worst_case(per_example_frames: list[pd.DataFrame]) -> tuple[float, int]:

@@ -102,8 +102,9 @@ class Runner:
     """Executes plans against a store. Counts what it trained/attacked and what it reused."""
 
     def __init__(self, store: Store, dataset: Dataset, device: torch.device, *, quiet: bool = False,
-                 log: Callable[[str], None] = print, attack_batch_size: int = 500):
+                 log: Callable[[str], None] = print, attack_batch_size: int = 500, epochs: int | None = None):
         self.store, self.dataset, self.device = store, dataset, device
+        self.epochs = epochs  # the run's --epochs, for nodes an attack needs (the transfer surrogate)
         self.quiet, self.log = quiet, log
         self.attack_batch_size = attack_batch_size
         self.trained: list[str] = []
@@ -150,13 +151,20 @@ class Runner:
         """The record of `attack_name` at `budget` on `node`'s model: cached or computed now."""
         attack_cls = ATTACKS.get(attack_name).obj
         attack = attack_cls(apply_overrides(attack_cls.Config(), attack_overrides, attack_name))
+        attack_config = config_to_dict(attack.cfg)
+        surrogate = None
+        if getattr(attack_cls, "surrogate", None):  # e.g. transfer: crafted on the vanilla node
+            surrogate = plan_model(attack_cls.surrogate, {}, arch=node.arch, dataset=node.dataset, seed=node.seed,
+                                   epochs=self.epochs)
+            attack_config["surrogate_model_id"] = surrogate.model_id
         x, y = self.dataset.eval_slice(n_eval)
-        spec = AttackSpec(node.model_id, attack_name, config_to_dict(attack.cfg), budget, self.dataset.name,
-                          "test", len(y), seed)
+        spec = AttackSpec(node.model_id, attack_name, attack_config, budget, self.dataset.name, "test", len(y), seed)
         rid = spec.record_id
         if self.store.has_record(rid):
             self.reused_records.append(rid)
             return self.store.load_record(rid)
+        if surrogate is not None:
+            attack.surrogate_model = self.model(surrogate)
         model = self.model(node)
         started_at = _now()
         outcome = run_attack(model, attack, x, y, budget, num_classes=self.dataset.num_classes, seed=seed,
@@ -174,12 +182,13 @@ class Runner:
                              for role, up in sorted(node.upstream.items())],
                 "arch": node.arch,
                 "dataset": {"name": self.dataset.name, "split": "test", "n": len(y), "seed": SPLIT_SEED},
-                "attack": {"name": attack_name, "config": config_to_dict(attack.cfg), "library": attack.library,
+                "attack": {"name": attack_name, "config": attack_config, "library": attack.library,
                            "library_version": attack.library_version, "minimal_norm": attack.minimal_norm},
                 "budget": {"norm": budget.norm, "eps": budget.eps},
                 "seed": seed,
             },
             "metrics": outcome.metrics,
+            "attack_notes": outcome.notes,
             "per_example": "per_example.csv",
             "provenance": self._provenance(outcome.wall_seconds, started_at),
         }

@@ -22,7 +22,7 @@ TRAIN_CACHE_VERSION = 1
 EVAL_CACHE_VERSION = 1
 RECORD_SCHEMA_VERSION = 1
 
-NORMS = ("linf", "l2")
+NORMS = ("linf", "l2", "l0")  # l0: eps is the fraction of input features that may change
 
 
 def canonical_json(obj: Any) -> str:
@@ -58,6 +58,8 @@ class Budget:
             raise BenchInputError(f"unknown norm {self.norm!r}; allowed: {', '.join(NORMS)}")
         if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps > 0):
             raise BenchInputError(f"budget eps must be a positive number, got {self.eps!r}")
+        if self.norm == "l0" and self.eps > 1:
+            raise BenchInputError(f"an l0 budget is a fraction of the features, in (0, 1]; got {self.eps!r}")
 
     def __str__(self) -> str:
         return f"{self.norm} eps={self.eps:g}"
