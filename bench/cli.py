@@ -233,11 +233,18 @@ def cmd_run(args, log) -> int:
     for node in nodes:
         session.runner.model(node)
     records = _run_attacks(args, session, nodes, attacks, per_attack)
+    probes = [session.runner.probes(node, args.n_eval) for node in nodes]
     command = "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
-    text = render_markdown(leaderboard_tables(records, session.store.load_per_example), command=command)
+    text = render_markdown(leaderboard_tables(records, session.store.load_per_example), command=command,
+                           probes=probes)
     out = Path(args.leaderboard) if args.leaderboard else Path(args.out) / "leaderboard.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
+    from bench.report import plot_security_curves, security_curves
+
+    for png in plot_security_curves(security_curves(leaderboard_tables(records, session.store.load_per_example)),
+                                    out.parent):
+        log(f"security curve written to {png}")
     print(text)
     log(f"{_summary(session.runner)}; leaderboard written to {out}")
     return 0
@@ -325,7 +332,8 @@ def cmd_leaderboard(args, log) -> int:
         raise BenchInputError(f"no store at {args.out!r}; run `bench run` first or pass --out DIR")
     store = Store(args.out)
     records = store.records(dataset=args.dataset) if args.dataset else store.records()
-    text = render_markdown(leaderboard_tables(records, store.load_per_example))
+    probes = [p for p in store.all_probes() if not args.dataset or p["dataset"] == args.dataset]
+    text = render_markdown(leaderboard_tables(records, store.load_per_example), probes=probes)
     if args.output:
         Path(args.output).write_text(text)
     print(text)

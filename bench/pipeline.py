@@ -199,6 +199,22 @@ class Runner:
                  f"robust {m['robust_acc']:.1%} ({outcome.wall_seconds:.1f}s)")
         return record
 
+    def probes(self, node: TrainNode, n_eval: int | None) -> dict:
+        """The model probes of `node` on the evaluation slice, cached like records."""
+        from bench.probes import PROBE_VERSION, probe_model
+        from bench.specs import content_hash
+
+        x, y = self.dataset.eval_slice(n_eval)
+        probe_id = content_hash({"kind": "probes", "version": PROBE_VERSION, "model_id": node.model_id,
+                                 "dataset": self.dataset.name, "n": len(y)})
+        cached = self.store.load_probes(probe_id)
+        if cached is not None:
+            return cached
+        probes = {"probe_id": probe_id, "model_id": node.model_id, "label": node.label, "arch": node.arch,
+                  "dataset": self.dataset.name, **probe_model(self.model(node), x, y, self.device)}
+        self.store.save_probes(probe_id, probes)
+        return probes
+
     def _provenance(self, wall: float, started_at: str) -> dict:
         return {"distill_bench_version": __version__, "torch_version": torch.__version__,
                 "device": _device_name(self.device), "wall_seconds": round(wall, 3), "started_at": started_at}

@@ -62,8 +62,75 @@ def leaderboard_tables(records: Iterable[dict], load_per_example: PerExampleLoad
     return tables
 
 
+def security_curves(tables: list[tuple[str, pd.DataFrame]]) -> dict[tuple, pd.DataFrame]:
+    """Robust accuracy vs budget, per (dataset, norm, n) swept over more than one ε: rows are
+    (defense, model, attack incl. the worst case), columns the budgets. Built from the tables, so a
+    curve point is exactly the leaderboard number."""
+    points = defaultdict(list)
+    for title, df in tables:
+        dataset, threat, n_part = title.split(" · ")
+        norm, eps = threat.split(" ε = ")
+        skip = {"defense", "arch", "model", "clean", "attacks run", "n"}
+        for _, row in df.iterrows():
+            for col in df.columns:
+                if col in skip or " success " in col or " median " in col:
+                    continue
+                points[(dataset, norm, n_part)].append(
+                    {"defense": row["defense"], "model": row["model"], "attack": col, "eps": float(eps),
+                     "robust_acc": row[col]})
+    curves = {}
+    for key, rows in points.items():
+        frame = pd.DataFrame(rows)
+        if frame["eps"].nunique() > 1:
+            curves[key] = frame.pivot_table(index=["defense", "model", "attack"], columns="eps", values="robust_acc")
+    return curves
+
+
+def plot_security_curves(curves: dict[tuple, pd.DataFrame], folder) -> list:
+    """One PNG per swept threat model: robust accuracy vs ε, a line per defense × attack."""
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for (dataset, norm, n_part), frame in sorted(curves.items()):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for (defense, _model, attack), row in frame.iterrows():
+            style = "-" if attack == "worst case" else "--"
+            ax.plot(row.index, 100 * row.values, style, marker="o", label=f"{defense} · {attack}")
+        ax.set_xlabel(f"{norm} budget ε")
+        ax.set_ylabel("robust accuracy (%)")
+        ax.set_title(f"Security curves · {dataset} · {n_part}")
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+        path = Path(folder) / f"curves-{dataset}-{norm}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=120, metadata={"Software": None})
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def probes_table(probes: Iterable[dict]) -> pd.DataFrame:
+    """One row per (model, dataset, n): the masking mechanics of each model (bench/probes.py)."""
+    rows = [{
+        "defense": p["label"], "arch": p["arch"], "dataset": p["dataset"], "model": p["model_id"],
+        "clean": _pct(p["clean_acc"]), "zero CE grad": _pct(p["zero_grad_share"]),
+        "softmax = 1.0": _pct(p["saturated_share"]), "logit L1 (median)": f"{p['logit_l1_median']:.1f}",
+        "top-2 gap (median)": f"{p['top2_gap_median']:.2f}", "sensitivity": f"{p['sensitivity']:.3g}",
+        "confidence (correct)": _pct(p["confidence_correct"]), "n": p["n"],
+    } for p in probes]
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).sort_values(["dataset", "defense", "n"]).reset_index(drop=True)
+
+
 def render_markdown(tables: list[tuple[str, pd.DataFrame]], *, heading: str = "distill-bench leaderboard",
-                    command: str | None = None) -> str:
+                    command: str | None = None, probes: Iterable[dict] = ()) -> str:
     """Markdown text: accuracies in %, worst case per example over the attacks in the table."""
     lines = [f"# {heading}", ""]
     if command:
@@ -82,4 +149,18 @@ def render_markdown(tables: list[tuple[str, pd.DataFrame]], *, heading: str = "d
             elif col not in ("defense", "arch", "model", "attacks run", "n"):
                 shown[col] = shown[col].map(_pct)
         lines += [f"## {title}", "", shown.to_markdown(index=False, disable_numparse=True), ""]
+    for (dataset, norm, n_part), frame in sorted(security_curves(tables).items()):
+        shown = frame.map(_pct).reset_index()
+        shown.columns = [f"ε = {c:g}" if isinstance(c, float) else c for c in shown.columns]
+        lines += [f"## Security curve · {dataset} · {norm} · {n_part}", "",
+                  "Robust accuracy as the budget grows: it must fall towards 0 for every attack; a curve that "
+                  "stays flat for gradient attacks while others fall is masking.", "",
+                  shown.to_markdown(index=False, disable_numparse=True), ""]
+    probe_df = probes_table(probes)
+    if len(probe_df):
+        lines += ["## Model probes", "",
+                  "Share of inputs whose cross-entropy input gradient is exactly zero, share whose top softmax "
+                  "probability is exactly 1.0 in float32, logit size, and sensitivity mean |∂Σ logits/∂x| "
+                  "(bench/probes.py). Large logits with zero gradients are how defensive distillation masks.", "",
+                  probe_df.to_markdown(index=False, disable_numparse=True), ""]
     return "\n".join(lines)

@@ -135,6 +135,21 @@ class Store:
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         return list(self._db.execute(sql, params))
 
+    # --- probes ------------------------------------------------------------------------------
+    def probes_path(self, probe_id: str) -> Path:
+        return self.root / "probes" / f"{probe_id}.json"
+
+    def load_probes(self, probe_id: str) -> dict | None:
+        path = self.probes_path(probe_id)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def all_probes(self) -> list[dict]:
+        folder = self.root / "probes"
+        return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+    def save_probes(self, probe_id: str, probes: dict) -> None:
+        write_json_atomic(self.probes_path(probe_id), probes)
+
     # --- index -------------------------------------------------------------------------------
     def _index_model(self, spec: dict) -> None:
         with self._db:
