@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import shlex
 import sys
 import warnings
@@ -214,6 +215,15 @@ def _run_attacks(args, session, nodes, attack_names, per_attack) -> list[dict]:
     return records
 
 
+def plan_reference(session, args):
+    """The vanilla model of the run's dataset/arch/seed/epochs, when it is already trained: the
+    reference for the logit-size probe (rule R7). Never trained just for that."""
+    from bench.pipeline import plan_model
+
+    node = plan_model("vanilla", {}, arch=session.arch, dataset=args.dataset, seed=args.seed, epochs=args.epochs)
+    return node if session.store.has_model(node.model_id) else None
+
+
 def _summary(runner) -> str:
     return (f"trained {len(runner.trained)} model(s), reused {len(runner.reused_models)}; "
             f"ran {len(runner.attacked)} attack(s), reused {len(runner.reused_records)}")
@@ -222,7 +232,7 @@ def _summary(runner) -> str:
 # --- verbs -----------------------------------------------------------------------------------
 def cmd_run(args, log) -> int:
     from bench.registry import ATTACKS, DEFENSES
-    from bench.report import leaderboard_tables, render_markdown
+    from bench.report import diagnoses, leaderboard_tables, render_markdown
 
     defenses = DEFENSES.resolve(args.defense)
     attacks = ATTACKS.resolve(args.attacks)
@@ -234,16 +244,19 @@ def cmd_run(args, log) -> int:
         session.runner.model(node)
     records = _run_attacks(args, session, nodes, attacks, per_attack)
     probes = [session.runner.probes(node, args.n_eval) for node in nodes]
+    reference = plan_reference(session, args)
+    if reference is not None:
+        probes.append(session.runner.probes(reference, args.n_eval))
     command = "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
-    text = render_markdown(leaderboard_tables(records, session.store.load_per_example), command=command,
-                           probes=probes)
+    load = functools.lru_cache(maxsize=None)(session.store.load_per_example)
+    tables = leaderboard_tables(records, load, probes)
+    text = render_markdown(tables, command=command, probes=probes, verdicts=diagnoses(records, load, probes))
     out = Path(args.leaderboard) if args.leaderboard else Path(args.out) / "leaderboard.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     from bench.report import plot_security_curves, security_curves
 
-    for png in plot_security_curves(security_curves(leaderboard_tables(records, session.store.load_per_example)),
-                                    out.parent):
+    for png in plot_security_curves(security_curves(tables), out.parent):
         log(f"security curve written to {png}")
     print(text)
     log(f"{_summary(session.runner)}; leaderboard written to {out}")
@@ -325,7 +338,7 @@ def cmd_list(args, log) -> int:
 
 
 def cmd_leaderboard(args, log) -> int:
-    from bench.report import leaderboard_tables, render_markdown
+    from bench.report import diagnoses, leaderboard_tables, render_markdown
     from bench.store import Store
 
     if not Path(args.out).is_dir():
@@ -333,7 +346,9 @@ def cmd_leaderboard(args, log) -> int:
     store = Store(args.out)
     records = store.records(dataset=args.dataset) if args.dataset else store.records()
     probes = [p for p in store.all_probes() if not args.dataset or p["dataset"] == args.dataset]
-    text = render_markdown(leaderboard_tables(records, store.load_per_example), probes=probes)
+    load = functools.lru_cache(maxsize=None)(store.load_per_example)
+    text = render_markdown(leaderboard_tables(records, load, probes), probes=probes,
+                           verdicts=diagnoses(records, load, probes))
     if args.output:
         Path(args.output).write_text(text)
     print(text)

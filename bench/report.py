@@ -17,11 +17,49 @@ PerExampleLoader = Callable[[str], pd.DataFrame]
 
 
 def _pct(v: float) -> str:
-    return "—" if v != v else f"{100 * v:.1f}"  # v != v: NaN
+    return "—" if v != v else f"{100 * v + 0.0:.1f}".replace("-0.0", "0.0")  # v != v: NaN
 
 
-def leaderboard_tables(records: Iterable[dict], load_per_example: PerExampleLoader) -> list[tuple[str, pd.DataFrame]]:
-    """Group records into (title, table) pairs, tables ranked by worst-case robust accuracy."""
+def _latest(records: Iterable[dict]) -> list[dict]:
+    """One record per model × attack × threat model × n: the newest (e.g. after a config change)."""
+    best: dict[tuple, dict] = {}
+    for rec in records:
+        s = rec["spec"]
+        key = (rec["model_id"], s["attack"]["name"], s["budget"]["norm"], float(s["budget"]["eps"]),
+               s["dataset"]["name"], int(s["dataset"]["n"]))
+        cur = best.get(key)
+        if cur is None or (rec["provenance"]["started_at"], rec["record_id"]) > (
+                cur["provenance"]["started_at"], cur["record_id"]):
+            best[key] = rec
+    return list(best.values())
+
+
+def diagnoses(records: Iterable[dict], load_per_example: PerExampleLoader, probes: Iterable[dict] = ()) -> dict:
+    """(model_id, dataset, n) → masking Diagnosis over all of that model's threat models."""
+    from bench.masking import diagnose, model_results
+
+    probes = list(probes)
+    by_model: dict[tuple, list[dict]] = defaultdict(list)
+    for rec in _latest(records):
+        by_model[(rec["model_id"], rec["spec"]["dataset"]["name"], int(rec["spec"]["dataset"]["n"]))].append(rec)
+    out = {}
+    for (model_id, dataset, n), recs in by_model.items():
+        arch = recs[0]["spec"]["arch"]
+        own = next((p for p in probes if p["model_id"] == model_id and p["n"] == n), None)
+        reference = next((p for p in probes if p["label"] == "vanilla" and p["arch"] == arch
+                          and p["dataset"] == dataset and p["n"] == n), None)
+        out[(model_id, dataset, n)] = diagnose(model_results(recs, load_per_example, own, reference))
+    return out
+
+
+def leaderboard_tables(records: Iterable[dict], load_per_example: PerExampleLoader,
+                       probes: Iterable[dict] = ()) -> list[tuple[str, pd.DataFrame]]:
+    """Group records into (title, table) pairs, tables ranked by worst-case robust accuracy, each
+    row with its apparent robust accuracy and the model's masking verdict."""
+    from bench.masking import AttackResult, apparent_and_worst
+
+    records = list(records)
+    verdicts = diagnoses(records, load_per_example, probes)
     groups: dict[tuple, dict[str, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
     for rec in records:
         s = rec["spec"]
@@ -53,6 +91,12 @@ def leaderboard_tables(records: Iterable[dict], load_per_example: PerExampleLoad
                 row[f"{a} median {norm}"] = pert.get("median", float("nan"))
             frames = [load_per_example(r["record_id"]) for r in per_attack.values()]
             row["worst case"], _ = worst_case(frames)
+            results = {a: AttackResult(r["metrics"]["robust_acc"],
+                                       f.set_index("index")["adv_correct"].astype(bool), r["metrics"])
+                       for (a, r), f in zip(per_attack.items(), frames)}
+            row["apparent"], _ = apparent_and_worst(results)
+            row["apparent − worst"] = row["apparent"] - row["worst case"]
+            row["masking"] = verdicts[(model_id, dataset, n)].verdict
             row["attacks run"] = f"{len(per_attack)}/{len(attacks)}"
             row["n"] = n
             rows.append(row)
@@ -70,7 +114,7 @@ def security_curves(tables: list[tuple[str, pd.DataFrame]]) -> dict[tuple, pd.Da
     for title, df in tables:
         dataset, threat, n_part = title.split(" · ")
         norm, eps = threat.split(" ε = ")
-        skip = {"defense", "arch", "model", "clean", "attacks run", "n"}
+        skip = {"defense", "arch", "model", "clean", "attacks run", "n", "apparent", "apparent − worst", "masking"}
         for _, row in df.iterrows():
             for col in df.columns:
                 if col in skip or " success " in col or " median " in col:
@@ -129,8 +173,29 @@ def probes_table(probes: Iterable[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["dataset", "defense", "n"]).reset_index(drop=True)
 
 
+def evidence_markdown(verdicts: dict) -> list[str]:
+    """The numbers behind each fired rule, per flagged model."""
+    lines = []
+    for (model_id, dataset, n), diagnosis in sorted(verdicts.items()):
+        fired = [f for f in diagnosis.findings if f.fired]
+        if not fired:
+            continue
+        lines += [f"### {dataset} · model {model_id} · n = {n}: {diagnosis.verdict}", ""]
+        for f in fired:
+            numbers = "; ".join(
+                f"{k}: " + (", ".join(f"{kk} {_num(vv)}" for kk, vv in v.items()) if isinstance(v, dict) else _num(v))
+                for k, v in f.evidence.items())
+            lines.append(f"- **{f.rule}** {f.title} ({f.threshold}; {f.source}): {numbers}")
+        lines.append("")
+    return lines
+
+
+def _num(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
 def render_markdown(tables: list[tuple[str, pd.DataFrame]], *, heading: str = "distill-bench leaderboard",
-                    command: str | None = None, probes: Iterable[dict] = ()) -> str:
+                    command: str | None = None, probes: Iterable[dict] = (), verdicts: dict | None = None) -> str:
     """Markdown text: accuracies in %, worst case per example over the attacks in the table."""
     lines = [f"# {heading}", ""]
     if command:
@@ -146,7 +211,7 @@ def render_markdown(tables: list[tuple[str, pd.DataFrame]], *, heading: str = "d
         for col in shown.columns:
             if " median " in col:
                 shown[col] = shown[col].map(lambda v: "—" if v != v else f"{v:.3f}")
-            elif col not in ("defense", "arch", "model", "attacks run", "n"):
+            elif col not in ("defense", "arch", "model", "attacks run", "n", "masking"):
                 shown[col] = shown[col].map(_pct)
         lines += [f"## {title}", "", shown.to_markdown(index=False, disable_numparse=True), ""]
     for (dataset, norm, n_part), frame in sorted(security_curves(tables).items()):
@@ -156,6 +221,15 @@ def render_markdown(tables: list[tuple[str, pd.DataFrame]], *, heading: str = "d
                   "Robust accuracy as the budget grows: it must fall towards 0 for every attack; a curve that "
                   "stays flat for gradient attacks while others fall is masking.", "",
                   shown.to_markdown(index=False, disable_numparse=True), ""]
+    if verdicts:
+        evidence = evidence_markdown(verdicts)
+        lines += ["## Masking evidence", "",
+                  "Rules of bench/masking.py (DESIGN.md §5) that fired, with the numbers that made them fire. "
+                  "R1 FGSM beats PGD · R2 black-box beats white-box · R3 unbounded C&W below 99% · R4 noise finds "
+                  "what gradients missed · R5 accuracy rises with the budget · R6 cross-entropy far weaker than "
+                  "margin · R7 zero gradients / saturated softmax / inflated logits · R8 PGD-CE far above the "
+                  "worst case.", ""]
+        lines += evidence or ["No rule fired for any model.", ""]
     probe_df = probes_table(probes)
     if len(probe_df):
         lines += ["## Model probes", "",
