@@ -151,8 +151,12 @@ def rule_budget_does_not_break(m: ModelResults) -> Finding:
 
 
 def rule_ce_vs_margin_gap(m: ModelResults) -> Finding:
+    # On properly trained robust models CE and margin losses land within a few points of each other
+    # (Croce & Hein 2020, APGD-CE vs APGD-DLR); masking opens gaps of tens of points. 0.20 keeps a
+    # small or briefly trained robust model (measured: 12 points on a 15-epoch digits AT model,
+    # n = 60) from a false flag.
     make = _finding("R6", "cross-entropy attacks far weaker than margin/logit attacks",
-                    "pgd (CE) − min(pgd-margin, cw) > 0.10", "Carlini & Wagner 2016; Carlini et al. 2019 §4.3")
+                    "pgd (CE) − min(pgd-margin, cw) > 0.20", "Carlini & Wagner 2016; Carlini et al. 2019 §4.3")
     hits, seen = {}, False
     for (norm, eps), res in m.by_threat.items():
         logit = {a: res[a].robust_acc for a in ("pgd-margin", "cw") if a in res}
@@ -160,7 +164,7 @@ def rule_ce_vs_margin_gap(m: ModelResults) -> Finding:
             continue
         seen = True
         best = min(logit, key=logit.get)
-        if res["pgd"].robust_acc - logit[best] > 0.10:
+        if res["pgd"].robust_acc - logit[best] > 0.20:
             hits[f"{norm} {eps:g}"] = {"pgd": res["pgd"].robust_acc, best: logit[best]}
     return make(bool(hits), seen, **hits)
 
