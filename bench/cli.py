@@ -52,6 +52,9 @@ def _common(p: argparse.ArgumentParser, *, training: bool = True) -> None:
     if training:
         p.add_argument("--epochs", type=_positive_int, default=None,
                        help="override the training epochs of every model in the run (default: each config's)")
+        p.add_argument("--sweep", default=None, metavar="KEY=V1,V2,...",
+                       help="train one model per value, e.g. `temperature=1,5,20,100` (every selected defense "
+                            "that has the field, or `NAME.KEY=...`)")
         p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field: `temperature=20` (every selected defense that has it), "
                             "`defensive-distillation.temperature=20`, or an attack's: `cw.max_iterations=100`")
@@ -99,7 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["defenses", "attacks", "datasets", "archs", "models"])
     p.add_argument("--out", default="runs", help="store to list models from (default: ./runs)")
 
-    p = sub.add_parser("leaderboard", help="render the markdown leaderboard of every record in the store", epilog=EPILOG)
+    p = sub.add_parser("leaderboard", help="render the leaderboard of the store, or publish it as pages", epilog=EPILOG,
+                       description="`bench leaderboard` prints every record of the store as markdown; "
+                                   "`bench leaderboard publish` writes pages into --dest (idempotent), and "
+                                   "`--check` exits 1 when the published pages are stale.")
+    p.add_argument("action", nargs="?", choices=["show", "publish"], default="show")
+    p.add_argument("--dest", default="leaderboard", help="where `publish` writes pages (default: ./leaderboard)")
+    p.add_argument("--check", action="store_true", help="with publish: write nothing, exit 1 if pages are stale")
     p.add_argument("--out", default="runs", help="store to read (default: ./runs)")
     p.add_argument("--dataset", default=None, help="only this dataset")
     p.add_argument("--output", default=None, help="also write the markdown to this file")
@@ -153,6 +162,29 @@ def split_overrides(sets: Sequence[str], defenses: Sequence[str], attacks: Seque
     return per_defense, per_attack
 
 
+def sweep_variants(sweep: str | None, defenses: Sequence[str], per_defense: dict) -> list[tuple[str, dict]]:
+    """(defense, overrides) per model to train: one per defense, or one per swept value."""
+    from bench.registry import DEFENSES
+
+    if not sweep:
+        return [(d, per_defense[d]) for d in defenses]
+    key, sep, values = sweep.partition("=")
+    items = [v.strip() for v in values.split(",") if v.strip()]
+    if not sep or not key or not items:
+        raise BenchInputError(f"--sweep {sweep!r} is not KEY=V1,V2,...")
+    variants = []
+    for d in defenses:
+        owner, dot, field = key.rpartition(".")
+        fields = {f.name for f in dataclasses.fields(DEFENSES.get(d).obj.Config)}
+        if (dot and owner != d) or field not in fields:
+            variants.append((d, per_defense[d]))
+            continue
+        variants += [(d, {**per_defense[d], field: v}) for v in items]
+    if len(variants) == len(defenses):
+        raise BenchInputError(f"--sweep {sweep!r}: no selected defense has a config field {key.rpartition('.')[2]!r}")
+    return variants
+
+
 def _budgets(args, attack_names, family):
     from bench.data import DEFAULT_BUDGETS
     from bench.registry import ATTACKS
@@ -196,14 +228,14 @@ class _Session:
         self.store = Store(args.out)
         self.runner = Runner(self.store, self.dataset, self.device, quiet=args.quiet, log=log,
                              attack_batch_size=getattr(args, "attack_batch_size", 500),
-                             epochs=getattr(args, "epochs", None))
+                             epochs=getattr(args, "epochs", None), command=_command_line())
         self.family = info.family
 
     def plan(self, args, defenses, per_defense):
         from bench.pipeline import plan_model
 
-        return [plan_model(d, per_defense[d], arch=self.arch, dataset=args.dataset, seed=args.seed,
-                           epochs=args.epochs) for d in defenses]
+        return [plan_model(d, overrides, arch=self.arch, dataset=args.dataset, seed=args.seed, epochs=args.epochs)
+                for d, overrides in sweep_variants(getattr(args, "sweep", None), defenses, per_defense)]
 
 
 def _run_attacks(args, session, nodes, attack_names, per_attack) -> list[dict]:
@@ -213,6 +245,11 @@ def _run_attacks(args, session, nodes, attack_names, per_attack) -> list[dict]:
         for name, budget in plan:
             records.append(session.runner.record(node, name, per_attack.get(name, {}), budget, args.n_eval, args.seed))
     return records
+
+
+def _command_line() -> str:
+    """The command as a user would retype it (recorded in each record's provenance)."""
+    return "bench " + " ".join(shlex.quote(a) for a in _ARGV)
 
 
 def plan_reference(session, args):
@@ -247,7 +284,7 @@ def cmd_run(args, log) -> int:
     reference = plan_reference(session, args)
     if reference is not None:
         probes.append(session.runner.probes(reference, args.n_eval))
-    command = "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    command = _command_line()
     load = functools.lru_cache(maxsize=None)(session.store.load_per_example)
     tables = leaderboard_tables(records, load, probes)
     text = render_markdown(tables, command=command, probes=probes, verdicts=diagnoses(records, load, probes))
@@ -344,6 +381,18 @@ def cmd_leaderboard(args, log) -> int:
     if not Path(args.out).is_dir():
         raise BenchInputError(f"no store at {args.out!r}; run `bench run` first or pass --out DIR")
     store = Store(args.out)
+    if args.action == "publish":
+        from bench.publish import publish, stale
+
+        if args.check:
+            outdated = stale(store, Path(args.dest), args.dataset)
+            for path in outdated:
+                print(f"stale: {path}")
+            print(f"{len(outdated)} stale file(s) in {args.dest}" if outdated else f"{args.dest} is up to date")
+            return 1 if outdated else 0
+        changed = publish(store, Path(args.dest), args.dataset)
+        print(f"published {len(changed)} changed file(s) into {args.dest}")
+        return 0
     records = store.records(dataset=args.dataset) if args.dataset else store.records()
     probes = [p for p in store.all_probes() if not args.dataset or p["dataset"] == args.dataset]
     load = functools.lru_cache(maxsize=None)(store.load_per_example)
@@ -358,7 +407,12 @@ def cmd_leaderboard(args, log) -> int:
 VERBS = {"run": cmd_run, "train": cmd_train, "eval": cmd_eval, "list": cmd_list, "leaderboard": cmd_leaderboard}
 
 
+_ARGV: list[str] = []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    global _ARGV
+    _ARGV = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     quiet = getattr(args, "quiet", False)

@@ -102,9 +102,11 @@ class Runner:
     """Executes plans against a store. Counts what it trained/attacked and what it reused."""
 
     def __init__(self, store: Store, dataset: Dataset, device: torch.device, *, quiet: bool = False,
-                 log: Callable[[str], None] = print, attack_batch_size: int = 500, epochs: int | None = None):
+                 log: Callable[[str], None] = print, attack_batch_size: int = 500, epochs: int | None = None,
+                 command: str = ""):
         self.store, self.dataset, self.device = store, dataset, device
         self.epochs = epochs  # the run's --epochs, for nodes an attack needs (the transfer surrogate)
+        self.command = command  # recorded in provenance: what to re-run to reproduce a record
         self.quiet, self.log = quiet, log
         self.attack_batch_size = attack_batch_size
         self.trained: list[str] = []
@@ -217,4 +219,5 @@ class Runner:
 
     def _provenance(self, wall: float, started_at: str) -> dict:
         return {"distill_bench_version": __version__, "torch_version": torch.__version__,
-                "device": _device_name(self.device), "wall_seconds": round(wall, 3), "started_at": started_at}
+                "device": _device_name(self.device), "wall_seconds": round(wall, 3), "started_at": started_at,
+                "command": self.command}

@@ -130,33 +130,130 @@ def security_curves(tables: list[tuple[str, pd.DataFrame]]) -> dict[tuple, pd.Da
     return curves
 
 
-def plot_security_curves(curves: dict[tuple, pd.DataFrame], folder) -> list:
-    """One PNG per swept threat model: robust accuracy vs ε, a line per defense × attack."""
-    from pathlib import Path
+def _png(fig) -> bytes:
+    import io
 
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})  # no version stamp: byte-stable
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _figure(size=(7, 4.5)):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt.subplots(figsize=size)
+
+
+def security_curve_png(key: tuple, frame: pd.DataFrame) -> bytes:
+    """Robust accuracy vs ε, a line per defense × attack (solid: the worst case)."""
+    dataset, norm, n_part = key
+    fig, ax = _figure()
+    for (defense, _model, attack), row in frame.iterrows():
+        ax.plot(row.index, 100 * row.values, "-" if attack == "worst case" else "--", marker="o",
+                label=f"{defense} · {attack}")
+    ax.set_xlabel(f"{norm} budget ε")
+    ax.set_ylabel("robust accuracy (%)")
+    ax.set_title(f"Security curves · {dataset} · {n_part}")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, loc="upper right")
+    return _png(fig)
+
+
+def plot_security_curves(curves: dict[tuple, pd.DataFrame], folder) -> list:
+    """One PNG per swept threat model, written into `folder`."""
+    from pathlib import Path
+
     written = []
-    for (dataset, norm, n_part), frame in sorted(curves.items()):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for (defense, _model, attack), row in frame.iterrows():
-            style = "-" if attack == "worst case" else "--"
-            ax.plot(row.index, 100 * row.values, style, marker="o", label=f"{defense} · {attack}")
-        ax.set_xlabel(f"{norm} budget ε")
-        ax.set_ylabel("robust accuracy (%)")
-        ax.set_title(f"Security curves · {dataset} · {n_part}")
-        ax.set_ylim(-2, 102)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper right")
-        path = Path(folder) / f"curves-{dataset}-{norm}.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=120, metadata={"Software": None})
-        plt.close(fig)
+    for key, frame in sorted(curves.items()):
+        path = Path(folder) / f"curves-{key[0]}-{key[1]}.png"
+        path.write_bytes(security_curve_png(key, frame))
         written.append(path)
     return written
+
+
+def gradient_histogram_png(probes: dict) -> bytes:
+    """Histogram of per-example |∇x CE|₁ (log10; exact zeros counted apart): masking piles up at zero."""
+    import numpy as np
+
+    values = np.asarray(probes["ce_grad_l1_per_example"], dtype=float)
+    zero = int((values == 0).sum())
+    fig, ax = _figure((6, 3.5))
+    positive = values[values > 0]
+    if len(positive):
+        ax.hist(np.log10(positive), bins=30, color="tab:blue")
+    ax.set_xlabel("log10 |∇x cross-entropy|₁ per input")
+    ax.set_ylabel("inputs")
+    ax.set_title(f"{probes['label']} · {zero} of {len(values)} inputs have exactly zero gradient", fontsize=9)
+    return _png(fig)
+
+
+def temperature_sweep(records: Iterable[dict]) -> dict[tuple, pd.DataFrame]:
+    """(dataset, defense, n) → per temperature: JSMA success (Papernot 2016's metric) beside C&W's
+    unbounded success and median L2 (Carlini & Wagner 2016's rebuttal), for defenses trained at
+    several temperatures with otherwise equal configs."""
+    rows = defaultdict(list)
+    for rec in _latest(records):
+        s = rec["spec"]
+        cfg = dict(s["defense"]["config"])
+        if "temperature" not in cfg:
+            continue
+        temperature = cfg.pop("temperature")
+        key = (s["dataset"]["name"], s["defense"]["name"], int(s["dataset"]["n"]), canonical(cfg))
+        m = rec["metrics"]
+        entry = {"temperature": temperature}
+        if s["attack"]["name"] == "jsma":
+            entry["jsma success"] = m["success_rate"]
+        elif s["attack"]["name"] == "cw":
+            entry["cw success (any size)"] = m["unbounded_success_rate"]
+            entry["cw median l2"] = (m.get("perturbation") or {}).get("median", float("nan"))
+        elif s["attack"]["name"] == "pgd" and s["budget"]["norm"] == "linf":
+            entry[f"pgd linf {s['budget']['eps']:g} robust"] = m["robust_acc"]
+        else:
+            continue
+        rows[key].append(entry)
+    out = {}
+    for (dataset, defense, n, _), entries in rows.items():
+        frame = pd.DataFrame(entries).groupby("temperature").first().sort_index()
+        if len(frame) > 1:
+            out[(dataset, defense, n)] = frame
+    return out
+
+
+def temperature_png(key: tuple, frame: pd.DataFrame) -> bytes:
+    """JSMA success vs T (Papernot 2016) and C&W median L2 vs T (Carlini & Wagner 2016), one figure."""
+    dataset, defense, n = key
+    fig, ax = _figure((6.5, 4))
+    if "jsma success" in frame:
+        ax.plot(frame.index, 100 * frame["jsma success"], "o-", color="tab:red", label="JSMA success (%)")
+    if "cw success (any size)" in frame:
+        ax.plot(frame.index, 100 * frame["cw success (any size)"], "s--", color="tab:green",
+                label="C&W success, any size (%)")
+    ax.set_xscale("log")
+    ax.set_xlabel("distillation temperature T")
+    ax.set_ylabel("success rate (%)")
+    ax.set_ylim(-2, 102)
+    if "cw median l2" in frame:
+        ax2 = ax.twinx()
+        ax2.plot(frame.index, frame["cw median l2"], "^:", color="tab:blue", label="C&W median L2")
+        ax2.set_ylabel("C&W median L2")
+        ax2.legend(loc="lower right", fontsize=7)
+    ax.legend(loc="lower left", fontsize=7)
+    ax.set_title(f"{defense} on {dataset} (n = {n}): Papernot 2016 vs Carlini & Wagner 2016", fontsize=9)
+    return _png(fig)
+
+
+def canonical(obj) -> str:
+    import json
+
+    return json.dumps(obj, sort_keys=True)
 
 
 def probes_table(probes: Iterable[dict]) -> pd.DataFrame:
