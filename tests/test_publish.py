@@ -1,0 +1,49 @@
+"""Publishing: the temperature sweep reproduces Papernot's trend and C&W's rebuttal on one page,
+pages are byte-identical across publishes, and --check catches stale pages."""
+from __future__ import annotations
+
+import pytest
+
+from bench.cli import main
+
+
+@pytest.fixture(scope="module")
+def swept_store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    argv = ["run", "--defense", "defensive-distillation", "--sweep", "temperature=1,100", "--attacks", "jsma,cw,pgd",
+            "--norm", "l0,l2", "--dataset", "digits", "--epochs", "30", "--n-eval", "60", "--quiet", "--out", str(out),
+            "--set", "cw.max_iterations=100", "--set", "cw.binary_search_steps=5", "--set", "cw.initial_const=0.1",
+            "--set", "cw.learning_rate=0.1"]
+    assert main(argv) == 0
+    return out
+
+
+def test_publish_is_idempotent_and_check_detects_staleness(swept_store, tmp_path, capsys):
+    dest = tmp_path / "leaderboard"
+    assert main(["leaderboard", "publish", "--out", str(swept_store), "--dest", str(dest)]) == 0
+    first = {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    assert main(["leaderboard", "publish", "--out", str(swept_store), "--dest", str(dest)]) == 0
+    assert "published 0 changed file(s)" in capsys.readouterr().out
+    assert first == {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    assert main(["leaderboard", "publish", "--check", "--out", str(swept_store), "--dest", str(dest)]) == 0
+    page = dest / "digits-l2.md"
+    page.write_text(page.read_text() + "\nedited by hand\n")
+    assert main(["leaderboard", "publish", "--check", "--out", str(swept_store), "--dest", str(dest)]) == 1
+    assert "stale: " in capsys.readouterr().out
+
+
+def test_temperature_sweep_page_shows_papernot_and_carlini_wagner(swept_store, tmp_path):
+    dest = tmp_path / "pub"
+    assert main(["leaderboard", "publish", "--out", str(swept_store), "--dest", str(dest)]) == 0
+    page = (dest / "digits-defensive-distillation-temperature.md").read_text()
+    rows = [line.split("|") for line in page.splitlines() if line.startswith("| 1.0") or line.startswith("| 100.0")]
+    header = [h.strip() for h in next(l for l in page.splitlines() if l.startswith("| temperature")).split("|")]
+    col = lambda row, name: float(row[header.index(name)].strip())
+    t1, t100 = rows
+    assert col(t1, "jsma success") > col(t100, "jsma success") + 20  # Papernot 2016: JSMA fails at high T
+    assert col(t100, "cw success (any size)") >= 98  # Carlini & Wagner 2016: C&W does not
+    assert (dest / "digits-defensive-distillation-temperature.png").read_bytes()[:4] == b"\x89PNG"
+    l2 = (dest / "digits-l2.md").read_text()
+    assert "masking suspected" in l2 and "bench run --defense defensive-distillation --sweep" in l2
+    model_pages = list((dest / "models").glob("*.md"))
+    assert len(model_pages) == 2 and "Masking diagnosis" in model_pages[0].read_text()
