@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from bench.errors import BenchInputError
+from bench.errors import BenchInputError, unknown_name
 
 
 class Classifier(nn.Module):
@@ -155,11 +155,7 @@ ARCHS: dict[str, ArchInfo] = {
 
 def arch_info(name: str) -> ArchInfo:
     if name not in ARCHS:
-        import difflib
-
-        close = difflib.get_close_matches(name, ARCHS, n=2, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-        raise BenchInputError(f"unknown architecture {name!r}{hint} (available: {', '.join(ARCHS)})")
+        raise unknown_name("architecture", name, ARCHS)
     return ARCHS[name]
 
 

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from bench.errors import BenchInputError
+from bench.errors import BenchInputError, unknown_name
 
 # The split of the embedded datasets is fixed (not the run's seed): every run and every seed is
 # evaluated on the same test examples, so leaderboard rows are comparable.
@@ -135,11 +135,7 @@ DEFAULT_BUDGETS = {"mnist": {"linf": 0.3, "l2": 2.0, "l0": 0.145}, "cifar": {"li
 
 def dataset_info(name: str) -> DatasetInfo:
     if name not in DATASETS:
-        import difflib
-
-        close = difflib.get_close_matches(name, DATASETS, n=2, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-        raise BenchInputError(f"unknown dataset {name!r}{hint} (available: {', '.join(DATASETS)})")
+        raise unknown_name("dataset", name, DATASETS)
     return DATASETS[name]
 
 

@@ -8,3 +8,13 @@ class BenchInputError(ValueError):
 class AttackContractError(RuntimeError):
     """An attack adapter returned adversarial examples the harness will not accept
     (outside the budget, outside [0, 1], wrong shape, non-finite)."""
+
+
+def unknown_name(kind: str, name: str, available) -> BenchInputError:
+    """'unknown <kind> <name>; did you mean …? (available: …)': the close matches, then everything."""
+    import difflib
+
+    available = list(available)
+    close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return BenchInputError(f"unknown {kind} {name!r}{hint} (available: {', '.join(available) or 'none'})")

@@ -7,13 +7,12 @@ A plugin that fails to load gives a warning naming it and its package; the other
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import warnings
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Generic, Iterator, TypeVar
 
-from bench.errors import BenchInputError
+from bench.errors import BenchInputError, unknown_name
 
 T = TypeVar("T")
 
@@ -111,11 +110,7 @@ class Registry(Generic[T]):
             return self.entries[name]
         except KeyError:
             pass
-        close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise BenchInputError(
-            f"unknown {self.kind} {name!r}{hint} (available: {', '.join(self.names()) or 'none'})"
-        ) from None
+        raise unknown_name(self.kind, name, self.names()) from None
 
     def resolve(self, names: str) -> list[str]:
         """Parse a comma-separated list, or 'all', into validated names (order kept, no repeats)."""
