@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch.nn.functional as F
 
 from defenses.base import Defense, Requirement, TrainContext, TrainingConfig, positive
 from defenses.kd import soft_cross_entropy, soft_labels

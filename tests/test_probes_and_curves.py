@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import torch
 
 from bench.cli import main
 from bench.probes import probe_model

@@ -1,0 +1,105 @@
+"""Turning command-line values into validated plans: device, `--set` overrides, `--sweep`
+variants, and the (attack, budget) pairs of a run. Every bad value is a BenchInputError."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from bench.errors import BenchInputError
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BenchInputError(f"unknown device {name!r}; allowed: auto, cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BenchInputError(f"device {name!r} requested but CUDA is not available here; use --device cpu or auto")
+    if device.type not in ("cpu", "cuda"):
+        raise BenchInputError(f"unsupported device {name!r}; allowed: auto, cpu, cuda, cuda:N")
+    return device
+
+
+def split_overrides(sets: Sequence[str], defenses: Sequence[str], attacks: Sequence[str]):
+    """`--set` items → ({defense: {field: text}}, {attack: {field: text}})."""
+    from bench.registry import DEFENSES
+
+    per_defense = {d: {} for d in defenses}
+    per_attack = {a: {} for a in attacks}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BenchInputError(f"--set {item!r} is not KEY=VALUE")
+        owner, dot, field = key.rpartition(".")
+        if dot:
+            if owner in per_defense:
+                per_defense[owner][field] = value
+            elif owner in per_attack:
+                per_attack[owner][field] = value
+            else:
+                raise BenchInputError(f"--set {item!r}: {owner!r} is not a defense or attack of this run "
+                                      f"(defenses: {', '.join(defenses)}; attacks: {', '.join(attacks) or 'none'})")
+            continue
+        targets = [d for d in defenses if field in {f.name for f in dataclasses.fields(DEFENSES.get(d).obj.Config)}]
+        if not targets:
+            allowed = sorted({f.name for d in defenses for f in dataclasses.fields(DEFENSES.get(d).obj.Config)})
+            raise BenchInputError(f"--set {item!r}: no selected defense has a config field {field!r}; "
+                                  f"allowed: {', '.join(allowed)}")
+        for d in targets:
+            per_defense[d][field] = value
+    return per_defense, per_attack
+
+
+def sweep_variants(sweep: str | None, defenses: Sequence[str], per_defense: dict) -> list[tuple[str, dict]]:
+    """(defense, overrides) per model to train: one per defense, or one per swept value."""
+    from bench.registry import DEFENSES
+
+    if not sweep:
+        return [(d, per_defense[d]) for d in defenses]
+    key, sep, values = sweep.partition("=")
+    items = [v.strip() for v in values.split(",") if v.strip()]
+    if not sep or not key or not items:
+        raise BenchInputError(f"--sweep {sweep!r} is not KEY=V1,V2,...")
+    variants = []
+    for d in defenses:
+        owner, dot, field = key.rpartition(".")
+        fields = {f.name for f in dataclasses.fields(DEFENSES.get(d).obj.Config)}
+        if (dot and owner != d) or field not in fields:
+            variants.append((d, per_defense[d]))
+            continue
+        variants += [(d, {**per_defense[d], field: v}) for v in items]
+    if len(variants) == len(defenses):
+        raise BenchInputError(f"--sweep {sweep!r}: no selected defense has a config field {key.rpartition('.')[2]!r}")
+    return variants
+
+
+def budget_plan(args, attack_names, family):
+    """(attack, Budget) pairs to run: each attack at each selected norm it supports, at --eps or the
+    dataset's default budget."""
+    from bench.data import DEFAULT_BUDGETS
+    from bench.registry import ATTACKS
+    from bench.specs import NORMS, Budget
+
+    if args.norm == "all":
+        norms = list(NORMS)
+    else:
+        norms = [n.strip() for n in args.norm.split(",") if n.strip()]
+        for n in norms:
+            if n not in NORMS:
+                raise BenchInputError(f"unknown norm {n!r}; allowed: {', '.join(NORMS)}, all")
+    if args.eps is not None and len(norms) != 1:
+        raise BenchInputError(f"--eps needs exactly one --norm (got --norm {args.norm}); e.g. --norm linf --eps 0.1,0.3")
+    plan = []
+    for name in attack_names:
+        supported = [n for n in norms if n in ATTACKS.get(name).obj.norms]
+        if not supported and args.norm != "all":
+            raise BenchInputError(f"attack {name!r} supports {', '.join(sorted(ATTACKS.get(name).obj.norms))}, "
+                                  f"not --norm {args.norm}")
+        for norm in supported:
+            for eps in (args.eps or [DEFAULT_BUDGETS[family][norm]]):
+                plan.append((name, Budget(norm, eps)))
+    return plan
