@@ -91,6 +91,7 @@ def test_train_then_eval_by_model_id(finished_run, capsys):
     (["run", "--defense", "vanilla", "--norm", "linf", "--eps", "-0.3"], "budgets must be positive"),
     (["run", "--defense", "vanilla", "--eps", "0.3"], "--eps needs exactly one --norm"),
     (["run", "--defense", "vanilla", "--norm", "l7"], "unknown norm 'l7'"),
+    (["run", "--defense", "vanilla", "--attacks", "cw", "--norm", "linf"], "attack 'cw' supports l2, not --norm linf"),
     (["run", "--defense", "vanilla", "--dataset", "mnist", "--data-root", "/nonexistent/data"],
      "dataset 'mnist' not found under /nonexistent/data"),
     (["run", "--defense", "vanilla", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
@@ -134,3 +135,15 @@ def test_console_script_is_installed():
     script = Path(sys.executable).parent / "bench"
     proc = subprocess.run([str(script), "list", "attacks"], capture_output=True, text=True)
     assert proc.returncode == 0 and "cw  [built-in]" in proc.stdout
+
+
+def test_attacks_all_with_one_norm_skips_attacks_without_it():
+    from argparse import Namespace
+
+    from bench.options import budget_plan
+    from bench.registry import ATTACKS
+
+    plan = budget_plan(Namespace(norm="linf", eps=None, attacks="all"), ATTACKS.names(), "mnist")
+    names = {name for name, _ in plan}
+    assert "pgd" in names and "cw" not in names and "jsma" not in names
+    assert {b.norm for _, b in plan} == {"linf"}
