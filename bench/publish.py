@@ -24,6 +24,13 @@ from bench.report import (
 from bench.store import Store
 
 
+def _rounded(value):
+    """Evidence numbers to 4 significant digits: readable, and still the numbers that decided."""
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return float(f"{value:.4g}") if isinstance(value, float) else value
+
+
 def _commands(records) -> list[str]:
     return sorted({r["provenance"].get("command") for r in records if r["provenance"].get("command")})
 
@@ -100,7 +107,7 @@ def _model_page(store: Store, model_id: str, recs: list[dict], verdicts: dict, p
                   "| rule | finding | fired | threshold | evidence | source |", "|---|---|---|---|---|---|"]
         for f in diagnosis.findings:
             fired = "yes" if f.fired else ("no" if f.evaluated else "not evaluated")
-            evidence = json.dumps(f.evidence, sort_keys=True, default=float).replace("|", "/") if f.evidence else ""
+            evidence = json.dumps(_rounded(f.evidence), sort_keys=True).replace("|", "/") if f.evidence else ""
             lines.append(f"| {f.rule} | {f.title} | {fired} | {f.threshold} | {evidence} | {f.source} |")
         lines.append("")
     lines += ["## Results per attack", "", "| threat model | attack | clean | robust | success | success (any size) | "
