@@ -63,3 +63,13 @@ def model_device(model: nn.Module) -> torch.device:
         return next(model.parameters()).device
     except StopIteration:
         return torch.device("cpu")
+
+
+def per_example(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-example vector shaped to broadcast over a batch like `like` (N, 1, 1, 1)."""
+    return values.view(-1, *([1] * (like.dim() - 1)))
+
+
+def unit_l2(t: torch.Tensor) -> torch.Tensor:
+    """Each example of `t` scaled to L2 norm 1 (zero stays zero)."""
+    return t / per_example(t.flatten(1).norm(dim=1).clamp_min(1e-12), t)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.attacks.base import Attack
+from bench.attacks.base import Attack, per_example
 from bench.errors import BenchInputError
 
 TARGETS = ("random", "all", "next")
@@ -68,7 +68,7 @@ def jsma_targeted(model, x, target, *, gamma: float, use_logits: bool, chunk: in
             domain[r, p] = False
             domain[r, q] = False
     x_adv = x_adv.view(shape)
-    return torch.where(success.view(-1, *([1] * (x.dim() - 1))), x_adv, x)
+    return torch.where(per_example(success, x), x_adv, x)
 
 
 class JSMA(Attack):

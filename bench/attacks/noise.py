@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.attacks.base import Attack
+from bench.attacks.base import Attack, per_example, unit_l2
 from bench.errors import BenchInputError
 
 
@@ -23,10 +23,9 @@ def sample_in_ball(x: torch.Tensor, norm: str, eps: float, generator: torch.Gene
         delta = (torch.rand(x.shape, generator=cpu) * 2 - 1) * eps
     else:
         d = x[0].numel()
-        direction = torch.randn(x.shape, generator=cpu)
-        direction = direction / direction.flatten(1).norm(dim=1).view(-1, *([1] * (x.dim() - 1)))
+        direction = unit_l2(torch.randn(x.shape, generator=cpu))
         radius = eps * torch.rand(len(x), generator=cpu) ** (1.0 / d)
-        delta = direction * radius.view(-1, *([1] * (x.dim() - 1)))
+        delta = direction * per_example(radius, x)
     return (x + delta.to(x.device)).clamp(0, 1)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.attacks.base import Attack
+from bench.attacks.base import Attack, per_example, unit_l2
 from bench.attacks.cw import margin
 from bench.errors import BenchInputError
 
@@ -26,7 +26,7 @@ def _project(x_adv, x, norm, eps):
     if norm == "linf":
         delta = delta.clamp(-eps, eps)
     else:
-        norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
+        norms = per_example(delta.flatten(1).norm(dim=1).clamp_min(1e-12), x)
         delta = delta * torch.clamp(eps / norms, max=1.0)
     return (x + delta).clamp(0, 1)
 
@@ -48,7 +48,7 @@ def pgd(model, x, y, *, norm: str, eps: float, steps: int, alpha: float, loss: s
             if norm == "linf":
                 step = grad.sign()
             else:
-                step = grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
+                step = unit_l2(grad)
             x_adv = _project(x_adv + alpha * step, x, norm, eps)
     return x_adv.detach()
 
