@@ -59,12 +59,22 @@ def main() -> None:
     classifier = PyTorchClassifier(model, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10,
                                    clip_values=(0.0, 1.0), device_type="gpu" if device.type == "cuda" else "cpu")
     rows = []
+    print(f"\n{'attack':<8} {'implementation':<36} {'seconds':>9} {'time / ours':>12} {'success':>8} "
+          f"{'success / ours':>15} {'size':>8}", flush=True)
+
+    def report(row):
+        """Print a row as soon as it is measured (ours comes first for each attack)."""
+        rows.append(row)
+        attack, name, seconds, success, size = row
+        ref = next(r for r in rows if r[0] == attack and r[1] == "distill-bench")
+        print(f"{attack:<8} {name:<36} {seconds:9.2f} {seconds / ref[2]:12.2f} {success:8.1%} "
+              f"{(success / ref[3]) if ref[3] else float('nan'):15.2f} {size:8.3f}", flush=True)
 
     def jsma_row(name, x_adv, seconds):
         with torch.no_grad():
             hit = (model(x_adv.to(device)).argmax(1) == target).float()
         l0 = (x_adv.to(device) != x).flatten(1).float().mean(1)
-        rows.append(("JSMA", name, seconds, hit.mean().item(), l0[hit.bool()].mean().item() if hit.any() else float("nan")))
+        report(("JSMA", name, seconds, hit.mean().item(), l0[hit.bool()].mean().item() if hit.any() else float("nan")))
 
     ours, s = timed(lambda: jsma_targeted(model, x, target, gamma=0.145, use_logits=False, chunk=16))
     jsma_row("distill-bench", ours, s)
@@ -81,8 +91,8 @@ def main() -> None:
         with torch.no_grad():
             fooled = (model(x_adv.to(device)).argmax(1) != y).float()
         l2 = (x_adv.to(device) - x).flatten(1).norm(dim=1)
-        rows.append(("C&W L2", name, seconds, fooled.mean().item(),
-                     l2[fooled.bool()].median().item() if fooled.any() else float("nan")))
+        report(("C&W L2", name, seconds, fooled.mean().item(),
+                l2[fooled.bool()].median().item() if fooled.any() else float("nan")))
 
     cfg = CarliniWagnerL2.Config(binary_search_steps=args.cw_steps, max_iterations=args.cw_iterations,
                                  initial_const=0.1, learning_rate=0.1, abort_early=True)
@@ -98,13 +108,6 @@ def main() -> None:
     theirs, s = timed(lambda: ta_cw(x, y))
     cw_row("torchattacks CW (one c, no search)", theirs, s)
 
-    print(f"\n{'attack':<8} {'implementation':<36} {'seconds':>9} {'time / ours':>12} {'success':>8} "
-          f"{'success / ours':>15} {'size':>8}")
-    ours_by_attack = {r[0]: r for r in rows if r[1] == "distill-bench"}
-    for attack, name, seconds, success, size in rows:
-        ref = ours_by_attack[attack]
-        print(f"{attack:<8} {name:<36} {seconds:9.2f} {seconds / ref[2]:12.2f} {success:8.1%} "
-              f"{(success / ref[3]) if ref[3] else float('nan'):15.2f} {size:8.3f}")
     print("\nsize: JSMA mean share of features changed on successes; C&W median L2 on successes.")
 
 
