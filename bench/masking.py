@@ -21,7 +21,7 @@ from typing import Callable
 import pandas as pd
 
 # attacks grouped by what they use
-ITERATIVE_WHITE_BOX = ("pgd", "pgd-margin", "autoattack", "cw")
+WHITE_BOX_ITERATIVE = ("pgd", "pgd-margin", "cw")
 GRADIENT_ATTACKS = ("pgd", "pgd-margin", "fgsm", "autoattack", "cw", "jsma")
 BLACK_BOX = ("square", "transfer")
 NOT_AN_EVALUATION = ("noise",)  # a sanity baseline, never what a paper reports
@@ -84,20 +84,22 @@ def rule_fgsm_beats_pgd(m: ModelResults) -> Finding:
 
 
 def rule_black_box_beats_white_box(m: ModelResults) -> Finding:
-    make = _finding("R2", "black-box or transfer beats an iterative white-box attack",
-                    "min(square, transfer) < white-box − max(0.002, 3/n)",
+    """As AutoAttack's check_square_sr: the black-box attack is compared with the *strongest*
+    white-box gradient attack run (AutoAttack itself is left out: it contains Square)."""
+    make = _finding("R2", "black-box or transfer beats the strongest white-box attack",
+                    "min(square, transfer) < min(pgd, pgd-margin, cw) − max(0.002, 3/n)",
                     "Croce & Hein 2020 (check_square_sr, 0.2 points); Athalye et al. 2018 §6")
     hits, seen = {}, False
     for (norm, eps), res in m.by_threat.items():
         black = {a: res[a].robust_acc for a in BLACK_BOX if a in res}
-        white = {a: res[a].robust_acc for a in ("pgd", "pgd-margin") if a in res}
+        white = {a: res[a].robust_acc for a in WHITE_BOX_ITERATIVE if a in res}
         if not black or not white:
             continue
         seen = True
         best_black = min(black, key=black.get)
-        beaten = {w: acc for w, acc in white.items() if black[best_black] < acc - m.slack(0.002)}
-        if beaten:
-            hits[f"{norm} {eps:g}"] = {best_black: black[best_black], **beaten}
+        best_white = min(white, key=white.get)
+        if black[best_black] < white[best_white] - m.slack(0.002):
+            hits[f"{norm} {eps:g}"] = {best_black: black[best_black], best_white: white[best_white]}
     return make(bool(hits), seen, **hits)
 
 

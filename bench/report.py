@@ -322,7 +322,7 @@ def render_markdown(tables: list[tuple[str, pd.DataFrame]], *, heading: str = "d
         evidence = evidence_markdown(verdicts)
         lines += ["## Masking evidence", "",
                   "Rules of bench/masking.py (DESIGN.md §5) that fired, with the numbers that made them fire. "
-                  "R1 FGSM beats PGD · R2 black-box beats white-box · R3 unbounded C&W below 99% · R4 noise finds "
+                  "R1 FGSM beats PGD · R2 black-box beats the strongest white-box attack · R3 unbounded C&W below 99% · R4 noise finds "
                   "what gradients missed · R5 accuracy rises with the budget · R6 cross-entropy far weaker than "
                   "margin · R7 zero gradients / saturated softmax / inflated logits · R8 PGD-CE far above the "
                   "worst case.", ""]
