@@ -270,14 +270,16 @@ def probes_table(probes: Iterable[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["dataset", "defense", "n"]).reset_index(drop=True)
 
 
-def evidence_markdown(verdicts: dict) -> list[str]:
-    """The numbers behind each fired rule, per flagged model."""
+def evidence_markdown(verdicts: dict, labels: dict | None = None) -> list[str]:
+    """The numbers behind each fired rule, per flagged model (`labels`: model id → row label)."""
+    labels = labels or {}
     lines = []
     for (model_id, dataset, n), diagnosis in sorted(verdicts.items()):
         fired = [f for f in diagnosis.findings if f.fired]
         if not fired:
             continue
-        lines += [f"### {dataset} · model {model_id} · n = {n}: {diagnosis.verdict}", ""]
+        name = f"{labels[model_id]} (`{model_id}`)" if model_id in labels else f"model `{model_id}`"
+        lines += [f"### {name} · {dataset} · n = {n}: {diagnosis.verdict}", ""]
         for f in fired:
             numbers = "; ".join(
                 f"{k}: " + (", ".join(f"{kk} {_num(vv)}" for kk, vv in v.items()) if isinstance(v, dict) else _num(v))
@@ -319,7 +321,8 @@ def render_markdown(tables: list[tuple[str, pd.DataFrame]], *, heading: str = "d
                   "stays flat for gradient attacks while others fall is masking.", "",
                   shown.to_markdown(index=False, disable_numparse=True), ""]
     if verdicts:
-        evidence = evidence_markdown(verdicts)
+        labels = {m: d for _, df in tables for d, m in zip(df["defense"], df["model"])}
+        evidence = evidence_markdown(verdicts, labels)
         lines += ["## Masking evidence", "",
                   "Rules of bench/masking.py (DESIGN.md §5) that fired, with the numbers that made them fire. "
                   "R1 FGSM beats PGD · R2 black-box beats the strongest white-box attack · R3 unbounded C&W below 99% · R4 noise finds "
