@@ -186,7 +186,7 @@ def cmd_run(args, log) -> int:
     records = _run_attacks(args, session, nodes, attacks, per_attack)
     probes = [session.runner.probes(node, args.n_eval) for node in nodes]
     reference = plan_reference(session, args)
-    if reference is not None:
+    if reference is not None and reference.model_id not in {node.model_id for node in nodes}:
         probes.append(session.runner.probes(reference, args.n_eval))
     command = _command_line()
     load = functools.lru_cache(maxsize=None)(session.store.load_per_example)
