@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from defenses.base import Defense, Requirement, TrainContext, TrainingConfig, positive
+from defenses.base import Defense, Requirement, TrainContext, TrainingConfig, positive, unit_interval
 from defenses.kd import kd_kl
 from defenses.perturb import ARD, BudgetConfig, LinfPGD, eval_logits, teacher_budget
 
@@ -41,10 +41,7 @@ class AdversariallyRobustDistillation(Defense):
         def __post_init__(self):
             super().__post_init__()
             positive(self.temperature, "temperature")
-            if not 0 <= self.alpha <= 1:
-                from bench.errors import BenchInputError
-
-                raise BenchInputError(f"alpha must be in [0, 1], got {self.alpha!r}")
+            unit_interval(self.alpha, "alpha")
 
     def requires(self, cfg: Config):
         return [Requirement("teacher", cfg.teacher, teacher_budget(cfg, cfg.teacher), arch=cfg.teacher_arch or None)]

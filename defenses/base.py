@@ -128,3 +128,11 @@ def positive(value: float, what: str) -> None:
 
     if not value > 0:
         raise BenchInputError(f"{what} must be positive, got {value!r}")
+
+
+def unit_interval(value: float, what: str) -> None:
+    """Validate a weight in [0, 1] (a mixing coefficient such as α) in __post_init__."""
+    from bench.errors import BenchInputError
+
+    if not 0 <= value <= 1:
+        raise BenchInputError(f"{what} must be in [0, 1], got {value!r}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from defenses.base import Defense, Requirement, TrainContext, TrainingConfig, positive
 from defenses.kd import soft_cross_entropy, soft_labels
-from defenses.perturb import TRADES, BudgetConfig, LinfPGD, eval_logits, teacher_budget
+from defenses.perturb import TRADES, TRADES_BETA, BudgetConfig, LinfPGD, eval_logits, teacher_budget
 from defenses.trades import trades_kl
 
 
@@ -56,7 +56,7 @@ class LowTemperatureDistillation(Defense):
     def train(self, cfg: Config, ctx: TrainContext, upstream):
         family = ctx.dataset.family
         pgd = LinfPGD.resolve(cfg, family, TRADES, start="normal")
-        beta = cfg.beta if cfg.beta is not None else {"mnist": 1.0, "cifar": 6.0}[family]
+        beta = cfg.beta if cfg.beta is not None else TRADES_BETA[family]
         targets = soft_labels(upstream["teacher"], ctx.dataset.x_train, cfg.teacher_temperature, ctx.device)
         # the student's temperature lives inside the model: its outputs are already logits / T_s
         student = ctx.create_model(logit_scale=1.0 / cfg.student_temperature)

@@ -21,6 +21,7 @@ from torch import nn
 MADRY = {"mnist": (0.3, 40, 0.01), "cifar": (8 / 255, 7, 2 / 255)}
 TRADES = {"mnist": (0.3, 40, 0.01), "cifar": (0.031, 10, 0.007)}
 ARD = {"mnist": (0.3, 40, 0.01), "cifar": (8 / 255, 10, 2 / 255)}
+TRADES_BETA = {"mnist": 1.0, "cifar": 6.0}  # the reference scripts' β per dataset family
 
 
 @torch.no_grad()

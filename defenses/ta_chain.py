@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 
 from bench.errors import BenchInputError
-from defenses.base import Defense, Requirement, TrainContext, TrainingConfig, positive
+from defenses.base import Defense, Requirement, TrainContext, TrainingConfig, positive, unit_interval
 from defenses.kd import takd_loss
 from defenses.perturb import eval_logits
 
@@ -44,8 +44,7 @@ class TAChain(Defense):
         def __post_init__(self):
             super().__post_init__()
             positive(self.temperature, "temperature")
-            if not 0 <= self.alpha <= 1:
-                raise BenchInputError(f"alpha must be in [0, 1], got {self.alpha!r}")
+            unit_interval(self.alpha, "alpha")
             if self.assistants < 0:
                 raise BenchInputError(f"assistants must be >= 0, got {self.assistants}")
             if self.chain and len(self.links()) < 2:

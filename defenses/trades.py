@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from defenses.base import Defense, TrainContext, TrainingConfig, positive
-from defenses.perturb import TRADES, BudgetConfig, LinfPGD, eval_logits
+from defenses.perturb import TRADES, TRADES_BETA, BudgetConfig, LinfPGD, eval_logits
 
 
 def trades_kl(adv_logits, natural_logits):
@@ -43,7 +43,7 @@ class Trades(Defense):
     def train(self, cfg: Config, ctx: TrainContext, upstream):
         family = ctx.dataset.family
         pgd = LinfPGD.resolve(cfg, family, TRADES, start="normal")
-        beta = cfg.beta if cfg.beta is not None else {"mnist": 1.0, "cifar": 6.0}[family]
+        beta = cfg.beta if cfg.beta is not None else TRADES_BETA[family]
         model = ctx.create_model()
 
         def loss_fn(m, x, y):
