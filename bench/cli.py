@@ -6,7 +6,7 @@ Exit codes: 0 success; 2 bad input (one line naming the bad value and what is al
 from __future__ import annotations
 
 import argparse
-import functools
+import os
 import shlex
 import sys
 import warnings
@@ -108,10 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "`--check` exits 1 when the published pages are stale.")
     p.add_argument("action", nargs="?", choices=["show", "publish"], default="show")
     p.add_argument("--dest", default="leaderboard", help="where `publish` writes pages (default: ./leaderboard)")
-    p.add_argument("--check", action="store_true", help="with publish: write nothing, exit 1 if pages are stale")
+    p.add_argument("--check", action="store_true",
+                   help="with publish: write nothing, exit 1 if pages are stale, missing or orphaned")
+    p.add_argument("--replace", action="store_true",
+                   help="with publish: replace pages that another store (or something else) left in --dest")
     p.add_argument("--out", default="runs", help="store to read (default: ./runs)")
     p.add_argument("--dataset", default=None, help="only this dataset")
-    p.add_argument("--output", default=None, help="also write the markdown to this file")
+    p.add_argument("--format", default="markdown", choices=["markdown", "json", "csv"],
+                   help="what `show` prints: markdown (default), json (docs/schema/leaderboard.schema.json) or csv")
+    p.add_argument("--output", default=None, help="also write the output to this file")
     return parser
 
 
@@ -171,37 +176,86 @@ def _summary(runner) -> str:
 
 
 # --- verbs -----------------------------------------------------------------------------------
+def _board(store, dataset: str | None, model_ids=None, command: str | None = None):
+    """The assessments of `model_ids` (default: every model) over everything the store holds."""
+    from bench.assess import assess
+    from bench.board import build_board
+    from bench.records import ResultSet
+
+    results = ResultSet.from_store(store, dataset)
+    assessments = assess(results, set(model_ids) if model_ids is not None else None)
+    commands = {}
+    for r in results.records:
+        if r.model_id in assessments and r.command:
+            commands.setdefault((r.dataset, r.budget.norm), set()).add(r.command)
+    if command:
+        for key in commands:
+            commands[key] = {command}
+    return build_board(assessments, {k: sorted(v) for k, v in commands.items()})
+
+
+def _write_board(board, path: Path, log) -> None:
+    """leaderboard.md (given path), leaderboard.json beside it, and a security-curve PNG per swept norm."""
+    from bench.publish import _write_atomic
+    from bench.render.data import board_json_text
+    from bench.render.markdown import board_markdown, security_curves
+    from bench.render.plots import security_curve_png
+
+    _write_atomic(path, board_markdown(board).encode())
+    _write_atomic(path.with_suffix(".json"), board_json_text(board).encode())
+    for page in board.pages:
+        curves = security_curves(page)
+        if curves:
+            png = path.parent / f"curves-{page.dataset}-{page.norm}.png"
+            _write_atomic(png, security_curve_png(f"Security curves · {page.dataset} · {page.norm}", curves, page.norm))
+            log(f"security curve written to {png}")
+
+
+def _leaderboard_path(args) -> Path:
+    """Where `bench run` writes its leaderboard, checked before any work starts."""
+    out = Path(args.leaderboard) if args.leaderboard else Path(args.out) / "leaderboard.md"
+    if args.leaderboard is not None and (not args.leaderboard.strip() or out.is_dir()):
+        raise BenchInputError(f"--leaderboard {args.leaderboard!r} must name a file")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise BenchInputError(f"--leaderboard {str(out)!r}: {str(parent)!r} is not a writable folder")
+    return out
+
+
 def cmd_run(args, log) -> int:
     from bench.registry import ATTACKS, DEFENSES
-    from bench.report import diagnoses, leaderboard_tables, render_markdown
+    from bench.render.markdown import board_markdown
 
     defenses = DEFENSES.resolve(args.defense)
     attacks = ATTACKS.resolve(args.attacks)
     per_defense, per_attack = split_overrides(args.sets, defenses, attacks)
+    out = _leaderboard_path(args)
     session = _Session(args, log)
     nodes = session.plan(args, defenses, per_defense)
     budget_plan(args, attacks, session.family)  # validate budgets before any training
     for node in nodes:
         session.runner.model(node)
-    records = _run_attacks(args, session, nodes, attacks, per_attack)
-    probes = [session.runner.probes(node, args.n_eval) for node in nodes]
-    reference = plan_reference(session, args)
-    if reference is not None and reference.model_id not in {node.model_id for node in nodes}:
-        probes.append(session.runner.probes(reference, args.n_eval))
+    _run_attacks(args, session, nodes, attacks, per_attack)
+    _probe(session, args, nodes)
     command = _command_line()
-    load = functools.lru_cache(maxsize=None)(session.store.load_per_example)
-    tables = leaderboard_tables(records, load, probes)
-    text = render_markdown(tables, command=command, probes=probes, verdicts=diagnoses(records, load, probes))
-    out = Path(args.leaderboard) if args.leaderboard else Path(args.out) / "leaderboard.md"
+    board = _board(session.store, args.dataset, {node.model_id for node in nodes})
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    from bench.report import plot_security_curves, security_curves
-
-    for png in plot_security_curves(security_curves(tables), out.parent):
-        log(f"security curve written to {png}")
-    print(text)
-    log(f"{_summary(session.runner)}; leaderboard written to {out}")
+    _write_board(board, out, log)
+    print(board_markdown(board, command=command))
+    log(f"{_summary(session.runner)}; leaderboard written to {out} (and {out.with_suffix('.json').name})")
     return 0
+
+
+def _probe(session, args, nodes) -> None:
+    """Probes of every model of the run and of its undefended reference (rule R7), when trained."""
+    for node in nodes:
+        session.runner.probes(node, args.n_eval)
+    if not getattr(args, "model_id", None):
+        reference = plan_reference(session, args)
+        if reference is not None and reference.model_id not in {node.model_id for node in nodes}:
+            session.runner.probes(reference, args.n_eval)
 
 
 def cmd_train(args, log) -> int:
@@ -219,17 +273,19 @@ def cmd_train(args, log) -> int:
 
 def cmd_eval(args, log) -> int:
     from bench.pipeline import TrainNode
+    from bench.records import check_id
     from bench.registry import ATTACKS, DEFENSES
-    from bench.report import leaderboard_tables, render_markdown
     from bench.specs import apply_overrides
 
     attacks = ATTACKS.resolve(args.attacks)
     if args.model_id:
+        for mid in args.model_id:
+            check_id(mid, "--model-id")
         session = _Session(args, log)
         defenses = []
         nodes = []
         for mid in args.model_id:
-            spec = session.store.model_spec(mid)
+            spec = session.store.model_spec(check_id(mid, "--model-id"))
             if spec["dataset"] != args.dataset:
                 raise BenchInputError(f"model {mid} was trained on {spec['dataset']!r}; pass --dataset {spec['dataset']}")
             cls = DEFENSES.get(spec["defense"]).obj
@@ -245,8 +301,12 @@ def cmd_eval(args, log) -> int:
             if not session.store.has_model(node.model_id):
                 raise BenchInputError(f"{node.label} ({node.arch}, {node.dataset}, seed {node.seed}) is not trained "
                                       f"in {args.out} (model {node.model_id}); run `bench train` first")
-    records = _run_attacks(args, session, nodes, attacks, per_attack)
-    print(render_markdown(leaderboard_tables(records, session.store.load_per_example)))
+    _run_attacks(args, session, nodes, attacks, per_attack)
+    _probe(session, args, nodes)
+    from bench.render.markdown import board_markdown
+
+    print(board_markdown(_board(session.store, args.dataset, {node.model_id for node in nodes}),
+                         command=_command_line()))
     log(_summary(session.runner))
     return 0
 
@@ -279,32 +339,38 @@ def cmd_list(args, log) -> int:
 
 
 def cmd_leaderboard(args, log) -> int:
-    from bench.report import diagnoses, leaderboard_tables, render_markdown
     from bench.store import Store
 
     if not Path(args.out).is_dir():
         raise BenchInputError(f"no store at {args.out!r}; run `bench run` first or pass --out DIR")
     store = Store(args.out)
     if args.action == "publish":
-        from bench.publish import publish, stale
+        from bench.publish import check_destination, publish, stale
 
+        dest = Path(args.dest)
+        if not args.dest.strip():
+            raise BenchInputError("--dest '' must name a folder")
         if args.check:
-            outdated = stale(store, Path(args.dest), args.dataset)
-            for path in outdated:
-                print(f"stale: {path}")
-            print(f"{len(outdated)} stale file(s) in {args.dest}" if outdated else f"{args.dest} is up to date")
+            outdated = stale(store, dest, args.dataset)
+            for why, path in outdated:
+                print(f"{why}: {path}")
+            print(f"{len(outdated)} file(s) to update in {args.dest}" if outdated else f"{args.dest} is up to date")
             return 1 if outdated else 0
-        changed = publish(store, Path(args.dest), args.dataset)
+        check_destination(store, dest, args.replace)
+        changed = publish(store, dest, args.dataset, replace=args.replace)
         print(f"published {len(changed)} changed file(s) into {args.dest}")
         return 0
-    records = store.records(dataset=args.dataset) if args.dataset else store.records()
-    probes = [p for p in store.all_probes() if not args.dataset or p["dataset"] == args.dataset]
-    load = functools.lru_cache(maxsize=None)(store.load_per_example)
-    text = render_markdown(leaderboard_tables(records, load, probes), probes=probes,
-                           verdicts=diagnoses(records, load, probes))
+    from bench.render.data import board_csv, board_json_text
+    from bench.render.markdown import board_markdown
+
+    board = _board(store, args.dataset)
+    text = {"markdown": lambda: board_markdown(board), "json": lambda: board_json_text(board),
+            "csv": lambda: board_csv(board)}[args.format]()
     if args.output:
-        Path(args.output).write_text(text)
-    print(text)
+        from bench.publish import _write_atomic
+
+        _write_atomic(Path(args.output), text.encode())
+    print(text, end="" if text.endswith("\n") else "\n")
     return 0
 
 

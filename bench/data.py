@@ -128,7 +128,7 @@ DATASETS: dict[str, DatasetInfo] = {
                             _torchvision("cifar100", "CIFAR100", "cifar", (3, 32, 32), 100, "cifar-100-python")),
 }
 
-# Default budgets per dataset family (DESIGN.md §4).
+# Default budgets per dataset family: MNIST-like (Madry et al. 2018) and CIFAR (RobustBench).
 # l0: at most 14.5% of the features changed, JSMA's γ in Papernot et al. 2016.
 DEFAULT_BUDGETS = {"mnist": {"linf": 0.3, "l2": 2.0, "l0": 0.145}, "cifar": {"linf": 8 / 255, "l2": 0.5, "l0": 0.145}}
 

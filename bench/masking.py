@@ -1,59 +1,32 @@
-"""Gradient-masking diagnostics: rules over a model's attack records and probes (DESIGN.md §5).
+"""Gradient-masking rules over one model's assessment (docs/masking.md lists each rule, its
+threshold, its test and its source).
 
-Each rule is a small function of a `ModelResults` (one model's per-attack outcomes per threat
-model, and its probes) that returns a `Finding`: whether it fired, the numbers that made it fire,
-its threshold and its source. A model is "masking suspected" when any rule fires.
+Each rule is a small function of a `ModelAssessment` (every threat model of one model, each attack
+merged per example, and the model's probes) that returns a `Finding`: whether it fired, whether it
+could be evaluated, the numbers behind it, its threshold and its source. Rules select attacks by
+the role and loss they declare (bench/attacks/base.py), never by name, so a plugin attack takes
+part. The verdict belongs to the model: evidence from any threat model or slice counts.
 
-Sources: Athalye, Carlini, Wagner 2018 ("Obfuscated Gradients Give a False Sense of Security",
-§3.1 and §6's checklist); Carlini et al. 2019 ("On Evaluating Adversarial Robustness", §5 sanity
-checks); Croce & Hein 2020 (AutoAttack's checks in `checks.py`: Square beating APGD by more than
-0.2 points, zero gradients); Carlini & Wagner 2016 ("Defensive Distillation is Not Robust to
-Adversarial Examples": logit size, saturated softmax).
+Rules that compare two attacks do so on the same examples, with an exact one-sided McNemar test
+(α = 0.05) on top of the rule's threshold on the observed gap (bench/stats.py): a rule fires only
+when the gap is both large and not chance.
 
-Small evaluation slices are noisy, so the rules that compare two attacks use a slack of
-max(threshold, 3/n): three examples must separate them before a rule fires.
+Sources: Athalye, Carlini, Wagner 2018 ("Obfuscated Gradients Give a False Sense of Security");
+Carlini et al. 2019 ("On Evaluating Adversarial Robustness"); Croce & Hein 2020 (AutoAttack's
+checks: Square beating APGD by more than 0.2 points, zero gradients); Carlini & Wagner 2016
+("Defensive Distillation is Not Robust to Adversarial Examples": logit size, saturated softmax).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 
-# attacks grouped by what they use
-WHITE_BOX_ITERATIVE = ("pgd", "pgd-margin", "cw")
-GRADIENT_ATTACKS = ("pgd", "pgd-margin", "fgsm", "autoattack", "cw", "jsma")
-BLACK_BOX = ("square", "transfer")
-NOT_AN_EVALUATION = ("noise",)  # a sanity baseline, never what a paper reports
+from bench.stats import ALPHA, paired_gap, rate_below, rate_exceeds
 
-
-@dataclass
-class AttackResult:
-    robust_acc: float
-    adv_correct: pd.Series  # bool per example index
-    metrics: dict
-
-
-@dataclass
-class ModelResults:
-    """One model's outcomes: threat model (norm, eps) → attack → result; plus its probes."""
-
-    label: str
-    model_id: str
-    n: int
-    by_threat: dict[tuple[str, float], dict[str, AttackResult]]
-    probes: dict | None = None
-    reference_probes: dict | None = None  # the vanilla model of the same dataset and architecture
-
-    def slack(self, threshold: float) -> float:
-        return max(threshold, 3 / self.n) if self.n else threshold
-
-    @staticmethod
-    def worst(results: dict[str, AttackResult]) -> float:
-        merged = None
-        for r in results.values():
-            merged = r.adv_correct if merged is None else (merged & r.adv_correct.reindex(merged.index, fill_value=False))
-        return float(merged.mean()) if merged is not None else float("nan")
+if TYPE_CHECKING:
+    from bench.assess import AttackSummary, ModelAssessment, ThreatAssessment
 
 
 @dataclass
@@ -71,141 +44,214 @@ def _finding(rule, title, threshold, source):
     return lambda fired, evaluated=True, **evidence: Finding(rule, title, fired, evaluated, evidence, threshold, source)
 
 
-def rule_fgsm_beats_pgd(m: ModelResults) -> Finding:
-    make = _finding("R1", "single-step FGSM beats iterative PGD", "fgsm < pgd − max(0.02, 3/n)",
+def _threat_name(t: "ThreatAssessment") -> str:
+    return f"{t.norm} {t.eps:g}"
+
+
+def _aligned(a: pd.Series, b: pd.Series) -> tuple[pd.Series, pd.Series]:
+    common = a.index.intersection(b.index)
+    return a.loc[common], b.loc[common]
+
+
+def _compare(high: "AttackSummary | pd.Series", low: "AttackSummary | pd.Series", threshold: float):
+    """Paired comparison: does `high` leave more examples robust than `low`, by more than `threshold`?"""
+    hs = high if isinstance(high, pd.Series) else high.survived
+    ls = low if isinstance(low, pd.Series) else low.survived
+    hs, ls = _aligned(hs, ls)
+    return paired_gap(hs.to_numpy(), ls.to_numpy())
+
+
+def _strongest(t: "ThreatAssessment", pick: Callable[["AttackSummary"], bool]) -> "AttackSummary | None":
+    chosen = [a for a in t.attacks.values() if pick(a)]
+    return min(chosen, key=lambda a: (a.accuracy.value, a.key)) if chosen else None
+
+
+def is_iterative_gradient(a: "AttackSummary") -> bool:
+    return a.info.role == "gradient" and not a.info.single_step
+
+
+def is_ce_family(a: "AttackSummary") -> bool:
+    """The losses a saturated softmax blinds: cross-entropy, and the softmax itself (JSMA)."""
+    return is_iterative_gradient(a) and a.info.loss in ("ce", "softmax")
+
+
+def is_logit_family(a: "AttackSummary") -> bool:
+    """Attacks a saturated softmax does not blind: margin/logit losses, and score-based black-box
+    attacks (they read the scores' ranking, not their gradient)."""
+    return (is_iterative_gradient(a) and a.info.loss in ("margin", "logits")) or a.info.role == "black-box"
+
+
+def rule_fgsm_beats_pgd(m: "ModelAssessment") -> Finding:
+    make = _finding("R1", "single-step FGSM beats iterative PGD",
+                    "FGSM leaves > 2 points less than iterative PGD on the same examples, McNemar p < 0.05",
                     "Athalye et al. 2018 §6; Carlini et al. 2019 §5.2")
     hits, seen = {}, False
-    for (norm, eps), res in m.by_threat.items():
-        if "fgsm" in res and "pgd" in res:
-            seen = True
-            if res["fgsm"].robust_acc < res["pgd"].robust_acc - m.slack(0.02):
-                hits[f"{norm} {eps:g}"] = {"fgsm": res["fgsm"].robust_acc, "pgd": res["pgd"].robust_acc}
+    for t in m.threats.values():
+        single = _strongest(t, lambda a: a.info.role == "gradient" and a.info.single_step)
+        iterative = _strongest(t, lambda a: is_ce_family(a) and a.info.loss == "ce")
+        if single is None or iterative is None:
+            continue
+        seen = True
+        gap = _compare(iterative, single, 0.02)
+        if gap.exceeds(0.02):
+            hits[_threat_name(t)] = {iterative.key: round(iterative.accuracy.value, 4),
+                                     single.key: round(single.accuracy.value, 4), "paired": gap.to_json()}
     return make(bool(hits), seen, **hits)
 
 
-def rule_black_box_beats_white_box(m: ModelResults) -> Finding:
-    """As AutoAttack's check_square_sr: the black-box attack is compared with the *strongest*
-    white-box gradient attack run (AutoAttack itself is left out: it contains Square)."""
+def rule_black_box_beats_white_box(m: "ModelAssessment") -> Finding:
+    """As AutoAttack's check_square_sr: the best black-box or transfer attack against the strongest
+    iterative white-box gradient attack (the AutoAttack ensemble is left out: it contains Square)."""
     make = _finding("R2", "black-box or transfer beats the strongest white-box attack",
-                    "min(square, transfer) < min(pgd, pgd-margin, cw) − max(0.002, 3/n)",
+                    "best black-box leaves > 0.2 points less than the best white-box, McNemar p < 0.05",
                     "Croce & Hein 2020 (check_square_sr, 0.2 points); Athalye et al. 2018 §6")
     hits, seen = {}, False
-    for (norm, eps), res in m.by_threat.items():
-        black = {a: res[a].robust_acc for a in BLACK_BOX if a in res}
-        white = {a: res[a].robust_acc for a in WHITE_BOX_ITERATIVE if a in res}
-        if not black or not white:
+    for t in m.threats.values():
+        black = _strongest(t, lambda a: a.info.role in ("black-box", "transfer"))
+        white = _strongest(t, is_iterative_gradient)
+        if black is None or white is None:
             continue
         seen = True
-        best_black = min(black, key=black.get)
-        best_white = min(white, key=white.get)
-        if black[best_black] < white[best_white] - m.slack(0.002):
-            hits[f"{norm} {eps:g}"] = {best_black: black[best_black], best_white: white[best_white]}
+        gap = _compare(white, black, 0.002)
+        if gap.exceeds(0.002):
+            hits[_threat_name(t)] = {white.key: round(white.accuracy.value, 4), black.key: round(black.accuracy.value, 4),
+                                     "paired": gap.to_json()}
     return make(bool(hits), seen, **hits)
 
 
-def rule_unbounded_attack_fails(m: ModelResults) -> Finding:
-    make = _finding("R3", "unbounded minimal-norm attack (C&W) does not reach ~100%", "unbounded success < 99%",
+def rule_unbounded_attack_fails(m: "ModelAssessment") -> Finding:
+    make = _finding("R3", "unbounded minimal-norm attack (C&W) does not reach ~100%",
+                    "unbounded success < 99%, exact binomial p < 0.05 against 99%",
                     "Carlini et al. 2019 §5.1 (an unbounded attack must always succeed)")
-    for res in m.by_threat.values():
-        if "cw" in res:
-            rate = res["cw"].metrics.get("unbounded_success_rate", float("nan"))
-            return make(rate < 0.99, True, cw_unbounded_success=rate)
-    return make(False, False)
+    hits, seen = {}, False
+    for t in m.threats.values():
+        for a in t.attacks.values():
+            if not (a.info.minimal_norm and a.info.role == "gradient"):
+                continue
+            seen = True
+            rate = a.unbounded_success
+            p = rate_below(rate.correct, rate.n, 0.99)
+            if rate.n and rate.value < 0.99 and p < ALPHA:
+                hits[f"{a.key} {_threat_name(t)}"] = {"unbounded_success": round(rate.value, 4), "attacked": rate.n,
+                                                      "p": float(f"{p:.3g}")}
+    return make(bool(hits), seen, **hits)
 
 
-def rule_noise_beats_gradients(m: ModelResults) -> Finding:
+def rule_noise_beats_gradients(m: "ModelAssessment") -> Finding:
     make = _finding("R4", "random noise finds errors that every gradient attack missed",
-                    "share of inputs broken by noise only > max(0.002, 3/n)",
+                    "share broken by noise only > 0.2%, exact binomial p < 0.05 against 0.2%",
                     "Carlini et al. 2019 §5.2; Athalye et al. 2018 §6")
     hits, seen = {}, False
-    for (norm, eps), res in m.by_threat.items():
-        grads = [res[a].adv_correct for a in GRADIENT_ATTACKS if a in res]
-        if "noise" not in res or not grads:
+    for t in m.threats.values():
+        noise = _strongest(t, lambda a: a.info.role == "random")
+        grads = [a for a in t.attacks.values() if a.info.role in ("gradient", "ensemble")]
+        if noise is None or not grads:
             continue
         seen = True
-        survived_all = grads[0]
+        survived_all = grads[0].survived
         for g in grads[1:]:
-            survived_all = survived_all & g.reindex(survived_all.index, fill_value=False)
-        only_noise = (~res["noise"].adv_correct.reindex(survived_all.index, fill_value=True)) & survived_all
-        share = float(only_noise.mean())
-        if share > m.slack(0.002):
-            hits[f"{norm} {eps:g}"] = {"broken_by_noise_only": share}
+            survived_all, other = _aligned(survived_all, g.survived)
+            survived_all = survived_all & other
+        survived_all, noise_survived = _aligned(survived_all, noise.survived)
+        only_noise = int((survived_all & ~noise_survived).sum())
+        n = len(survived_all)
+        p = rate_exceeds(only_noise, n, 0.002)
+        if n and only_noise / n > 0.002 and p < ALPHA:
+            hits[_threat_name(t)] = {"broken_by_noise_only": only_noise, "n": n, "p": float(f"{p:.3g}")}
     return make(bool(hits), seen, **hits)
 
 
-def rule_budget_does_not_break(m: ModelResults) -> Finding:
+def rule_budget_does_not_break(m: "ModelAssessment") -> Finding:
     make = _finding("R5", "robust accuracy does not fall monotonically as the budget grows",
-                    "an attack's accuracy rises by > max(0.02, 3/n) with ε", "Carlini et al. 2019 §5.2; Athalye et al. 2018 §6")
+                    "an attack leaves > 2 points more at a larger ε on the same examples, McNemar p < 0.05",
+                    "Carlini et al. 2019 §5.2; Athalye et al. 2018 §6")
     hits, seen = {}, False
-    norms = {norm for norm, _ in m.by_threat}
-    for norm in norms:
-        budgets = sorted(eps for nn_, eps in m.by_threat if nn_ == norm)
-        if len(budgets) < 2:
-            continue
-        attacks = set.intersection(*(set(m.by_threat[(norm, e)]) for e in budgets)) - set(NOT_AN_EVALUATION)
-        for a in sorted(attacks):
-            seen = True
-            curve = [m.by_threat[(norm, e)][a].robust_acc for e in budgets]
-            rises = [(budgets[i], budgets[i + 1]) for i in range(len(curve) - 1) if curve[i + 1] > curve[i] + m.slack(0.02)]
-            if rises:
-                hits[f"{a} {norm}"] = dict(zip(map(str, budgets), curve))
+    for norm in sorted({norm for norm, _ in m.threats}):
+        budgets = sorted(eps for n_, eps in m.threats if n_ == norm)
+        for small, large in zip(budgets, budgets[1:]):
+            ts, tl = m.threats[(norm, small)], m.threats[(norm, large)]
+            for key in sorted(set(ts.attacks) & set(tl.attacks)):
+                if ts.attacks[key].info.role == "random":
+                    continue
+                seen = True
+                gap = _compare(tl.attacks[key], ts.attacks[key], 0.02)
+                if gap.exceeds(0.02):
+                    hits[f"{key} {norm} {small:g}→{large:g}"] = {f"{small:g}": round(ts.attacks[key].accuracy.value, 4),
+                                                                 f"{large:g}": round(tl.attacks[key].accuracy.value, 4),
+                                                                 "paired": gap.to_json()}
     return make(bool(hits), seen, **hits)
 
 
-def rule_ce_vs_margin_gap(m: ModelResults) -> Finding:
+def rule_ce_vs_margin_gap(m: "ModelAssessment") -> Finding:
     # On properly trained robust models CE and margin losses land within a few points of each other
     # (Croce & Hein 2020, APGD-CE vs APGD-DLR); masking opens gaps of tens of points. 0.20 keeps a
     # small or briefly trained robust model (measured: 12 points on a 15-epoch digits AT model,
-    # n = 60) from a false flag.
-    make = _finding("R6", "cross-entropy attacks far weaker than margin/logit attacks",
-                    "pgd (CE) − min(pgd-margin, cw) > 0.20", "Carlini & Wagner 2016; Carlini et al. 2019 §4.3")
+    # n = 60) from a false flag. At L0 this compares softmax JSMA with JSMA on logits or a
+    # gradient-free L0 attack.
+    make = _finding("R6", "cross-entropy/softmax attacks far weaker than margin/logit attacks",
+                    "CE or softmax attack leaves > 20 points more than the best margin/logit or black-box attack, "
+                    "McNemar p < 0.05", "Carlini & Wagner 2016; Carlini et al. 2019 §4.3")
     hits, seen = {}, False
-    for (norm, eps), res in m.by_threat.items():
-        logit = {a: res[a].robust_acc for a in ("pgd-margin", "cw") if a in res}
-        if "pgd" not in res or not logit:
+    for t in m.threats.values():
+        ce = _strongest(t, is_ce_family)
+        logit = _strongest(t, is_logit_family)
+        if ce is None or logit is None:
             continue
         seen = True
-        best = min(logit, key=logit.get)
-        if res["pgd"].robust_acc - logit[best] > 0.20:
-            hits[f"{norm} {eps:g}"] = {"pgd": res["pgd"].robust_acc, best: logit[best]}
+        gap = _compare(ce, logit, 0.20)
+        if gap.exceeds(0.20):
+            hits[_threat_name(t)] = {ce.key: round(ce.accuracy.value, 4), logit.key: round(logit.accuracy.value, 4),
+                                     "paired": gap.to_json()}
     return make(bool(hits), seen, **hits)
 
 
-def rule_probes(m: ModelResults) -> Finding:
+def rule_probes(m: "ModelAssessment") -> Finding:
     make = _finding("R7", "vanishing gradients, saturated softmax, or inflated logits",
-                    "zero CE gradient > 10%, or softmax = 1.0 on > 50%, or median logit L1 > 10× vanilla's",
+                    "zero CE gradient > 10%, or softmax = 1.0 on > 50%, or median logit L1 > 10× the undefended "
+                    "reference's (vanilla, same dataset, arch, seed and epochs)",
                     "Carlini & Wagner 2016 (§4: L1 logit norm 482 vs 5.8); Croce & Hein 2020 (check_zero_gradients)")
-    if not m.probes:
-        return make(False, False)
     p = m.probes
-    evidence = {"zero_grad_share": p["zero_grad_share"], "saturated_share": p["saturated_share"],
-                "logit_l1_median": p["logit_l1_median"]}
-    fired = p["zero_grad_share"] > 0.10 or p["saturated_share"] > 0.50
-    if m.reference_probes and m.reference_probes.get("model_id") != m.model_id:
-        ratio = p["logit_l1_median"] / max(m.reference_probes["logit_l1_median"], 1e-12)
-        evidence["logit_l1_vs_vanilla"] = ratio
+    if p is None:
+        return make(False, False)
+    evidence = {"zero_grad_share": p.zero_grad_share, "saturated_share": p.saturated_share,
+                "logit_l1_median": p.logit_l1_median}
+    fired = p.zero_grad_share > 0.10 or p.saturated_share > 0.50
+    if m.reference_probes is not None:
+        ratio = p.logit_l1_median / max(m.reference_probes.logit_l1_median, 1e-12)
+        evidence["logit_l1_vs_reference"] = ratio
+        evidence["reference_model"] = m.reference_probes.model_id
         fired = fired or ratio > 10
     return make(fired, True, **evidence)
 
 
-def rule_apparent_vs_actual(m: ModelResults) -> Finding:
-    make = _finding("R8", "PGD on cross-entropy claims far more than the worst case over the suite",
-                    "pgd (CE) − worst case > 0.20", "Athalye et al. 2018 §1 (apparent vs actual robustness)")
+def rule_apparent_vs_actual(m: "ModelAssessment") -> Finding:
+    make = _finding("R8", "the defense's own evaluation claims far more than the worst case",
+                    "claimed (PGD-CE, or softmax JSMA at L0) − worst case > 20 points, McNemar p < 0.05",
+                    "Athalye et al. 2018 §1 (apparent vs actual robustness)")
     hits, seen = {}, False
-    for (norm, eps), res in m.by_threat.items():
-        if "pgd" not in res or len(res) < 2:
+    for t in m.threats.values():
+        claimed = t.claimed
+        if claimed is None or len(t.attacks) < 2:
             continue
         seen = True
-        worst = m.worst({a: r for a, r in res.items()})
-        if res["pgd"].robust_acc - worst > 0.20:
-            hits[f"{norm} {eps:g}"] = {"pgd": res["pgd"].robust_acc, "worst_case": worst}
+        gap = _compare(claimed, t.worst_survived, 0.20)
+        if gap.exceeds(0.20):
+            hits[_threat_name(t)] = {claimed.key: round(claimed.accuracy.value, 4),
+                                     "worst_case": round(t.worst.value, 4), "paired": gap.to_json()}
     return make(bool(hits), seen, **hits)
 
 
-RULES: list[Callable[[ModelResults], Finding]] = [
+RULES: list[Callable[["ModelAssessment"], Finding]] = [
     rule_fgsm_beats_pgd, rule_black_box_beats_white_box, rule_unbounded_attack_fails, rule_noise_beats_gradients,
     rule_budget_does_not_break, rule_ce_vs_margin_gap, rule_probes, rule_apparent_vs_actual,
 ]
+
+RULE_SUMMARY = {
+    "R1": "FGSM beats PGD", "R2": "black-box beats the strongest white-box attack", "R3": "unbounded C&W below 99%",
+    "R4": "noise finds what gradients missed", "R5": "accuracy rises with the budget",
+    "R6": "cross-entropy far weaker than margin", "R7": "zero gradients / saturated softmax / inflated logits",
+    "R8": "claimed far above the worst case",
+}
 
 
 @dataclass
@@ -221,34 +267,23 @@ class Diagnosis:
         return [f.rule for f in self.findings if f.evaluated]
 
     @property
+    def suspected(self) -> bool:
+        return bool(self.fired)
+
+    @property
     def verdict(self) -> str:
+        """One line, the same wherever the model appears."""
         if self.fired:
             return f"masking suspected: {', '.join(self.fired)}"
-        return "no masking detected" if self.evaluated else "not diagnosed (no attacks to compare)"
+        return "no masking detected" if self.evaluated else "not diagnosed"
+
+    @property
+    def short(self) -> str:
+        """The verdict for a table cell: the fired rule ids, or what was evaluated."""
+        if self.fired:
+            return f"masked? {' '.join(self.fired)}"
+        return f"none ({len(self.evaluated)}/8 rules)" if self.evaluated else "not diagnosed"
 
 
-def diagnose(m: ModelResults) -> Diagnosis:
+def diagnose(m: "ModelAssessment") -> Diagnosis:
     return Diagnosis([rule(m) for rule in RULES])
-
-
-def apparent_and_worst(results: dict[str, AttackResult]) -> tuple[float, float]:
-    """Apparent robust accuracy (the best any single attack of the suite leaves, noise excluded: what
-    a paper evaluating with that attack alone would claim) and the per-example worst case."""
-    evaluations = {a: r.robust_acc for a, r in results.items() if a not in NOT_AN_EVALUATION}
-    apparent = max(evaluations.values()) if evaluations else float("nan")
-    return apparent, ModelResults.worst(results)
-
-
-def model_results(records: list[dict], load_per_example: Callable[[str], pd.DataFrame], probes: dict | None = None,
-                  reference_probes: dict | None = None) -> ModelResults:
-    """Build a ModelResults from one model's records on one dataset and evaluation size."""
-    by_threat: dict[tuple[str, float], dict[str, AttackResult]] = {}
-    for rec in records:
-        s = rec["spec"]
-        frame = load_per_example(rec["record_id"]).set_index("index")
-        key = (s["budget"]["norm"], float(s["budget"]["eps"]))
-        by_threat.setdefault(key, {})[s["attack"]["name"]] = AttackResult(
-            rec["metrics"]["robust_acc"], frame["adv_correct"].astype(bool), rec["metrics"])
-    first = records[0]
-    return ModelResults(first["spec"]["defense"]["label"], first["model_id"], int(first["spec"]["dataset"]["n"]),
-                        by_threat, probes, reference_probes)

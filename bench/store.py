@@ -57,9 +57,20 @@ class Store:
         self.records_dir = self.root / "records"
         for d in (self.models_dir, self.records_dir, self.root / "tmp"):
             d.mkdir(parents=True, exist_ok=True)
+        self.store_id = self._identity()
         self._db = sqlite3.connect(self.root / "index.sqlite")
         self._db.executescript(_SCHEMA)
         self._repair_index()
+
+    def _identity(self) -> str:
+        """A random id naming this store, made once (publish uses it to recognise its own pages)."""
+        path = self.root / "store.json"
+        try:
+            return json.loads(path.read_text())["store_id"]
+        except (OSError, ValueError, KeyError, TypeError):
+            store_id = uuid.uuid4().hex
+            write_json_atomic(path, {"store_id": store_id})
+            return store_id
 
     # --- atomic artifact folders -------------------------------------------------------------
     def _commit_dir(self, staging: Path, final: Path) -> None:

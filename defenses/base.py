@@ -1,4 +1,4 @@
-"""The Defense contract (DESIGN.md §3) and the context the harness hands to `train`.
+"""The Defense contract (docs/architecture.md) and the context the harness hands to `train`.
 
 A defense declares the upstream models it needs (`requires`) and never trains them inline:
 the harness resolves requirements into a DAG, trains each node once (cached by content hash),

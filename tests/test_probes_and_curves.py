@@ -21,7 +21,7 @@ def test_budget_sweep_gives_a_security_curve_table_and_plot(tmp_path, capsys):
             "--dataset", "digits", "--epochs", "5", "--n-eval", "40", "--quiet", "--out", str(tmp_path)]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "## Security curve · digits · linf" in out and "ε = 0.05" in out and "ε = 0.3" in out
-    assert "## Model probes" in out
+    assert "### Security curve" in out and "ε = 0.05" in out and "ε = 0.3" in out
+    assert "### Model probes" in out
     png = tmp_path / "curves-digits-linf.png"
     assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"

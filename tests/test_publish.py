@@ -36,7 +36,7 @@ def test_temperature_sweep_page_shows_papernot_and_carlini_wagner(swept_store, t
     dest = tmp_path / "pub"
     assert main(["leaderboard", "publish", "--out", str(swept_store), "--dest", str(dest)]) == 0
     page = (dest / "digits-defensive-distillation-temperature.md").read_text()
-    rows = [line.split("|") for line in page.splitlines() if line.startswith("| 1.0") or line.startswith("| 100.0")]
+    rows = [line.split("|") for line in page.splitlines() if line.startswith("| 1 |") or line.startswith("| 100 |")]
     header = [h.strip() for h in next(l for l in page.splitlines() if l.startswith("| temperature")).split("|")]
     col = lambda row, name: float(row[header.index(name)].strip())
     t1, t100 = rows

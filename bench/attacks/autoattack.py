@@ -33,6 +33,8 @@ class AutoAttackStandard(Attack):
     name = "autoattack"
     description = "AutoAttack standard: APGD-CE, APGD-T, FAB-T, Square (pyautoattack, original algorithms)"
     norms = frozenset({"linf", "l2"})
+    role = "ensemble"
+    loss = "mixed"
     library = "pyautoattack"
 
     @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The attack adapter contract (DESIGN.md §3).
+"""The attack adapter contract (docs/architecture.md).
 
 An adapter turns (model, x, y, budget) into x_adv and nothing more: the harness, not the adapter,
 re-predicts on x_adv, measures perturbation norms, and rejects anything outside the budget or
@@ -18,12 +18,37 @@ from torch import nn
 from bench.specs import Budget
 
 
+# What an attack is, so that the leaderboard's minimum suite (docs/leaderboard.md) and the masking
+# rules (docs/masking.md) can pick attacks by what they do rather than by name: a plugin attack
+# that declares its role takes part in both automatically.
+ROLES = {
+    "gradient": "white-box, follows the model's input gradient",
+    "black-box": "score-based, queries the model's outputs only (no gradients)",
+    "transfer": "crafted on another model, replayed on the target",
+    "random": "random sampling in the budget ball (a sanity baseline)",
+    "ensemble": "a reference ensemble of several attacks (AutoAttack)",
+    "unknown": "undeclared: counted in the worst case, never used by the rules or the minimum suite",
+}
+LOSSES = {
+    "ce": "cross-entropy on the softmax",
+    "softmax": "the softmax probabilities themselves (Papernot's JSMA)",
+    "margin": "a margin or DLR loss on the logits",
+    "logits": "the logits directly",
+    "mixed": "several losses (an ensemble)",
+    "none": "no loss (random sampling)",
+    "unknown": "undeclared",
+}
+
+
 class Attack:
     name: ClassVar[str]
     description: ClassVar[str] = ""
     norms: ClassVar[frozenset[str]]
     minimal_norm: ClassVar[bool] = False
     library: ClassVar[str] = "distill-bench"
+    role: ClassVar[str] = "unknown"  # a key of ROLES
+    loss: ClassVar[str] = "unknown"  # a key of LOSSES
+    single_step: ClassVar[bool] = False  # FGSM-like: one gradient step (a masking check, not an evaluation)
 
     @dataclass(frozen=True)
     class Config:
@@ -31,6 +56,12 @@ class Attack:
 
     def __init__(self, cfg=None):
         self.cfg = cfg if cfg is not None else self.Config()
+
+    @classmethod
+    def loss_for(cls, config: dict) -> str:
+        """The loss this attack optimises under `config` (a config field may switch it, e.g. JSMA's
+        `use_logits`). Recorded in every record so the rules read it without importing the attack."""
+        return cls.loss
 
     @property
     def library_version(self) -> str:

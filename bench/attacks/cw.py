@@ -37,6 +37,8 @@ class CarliniWagnerL2(Attack):
     name = "cw"
     description = "Carlini-Wagner L2, untargeted, binary search over c, Adam in tanh space (minimal-norm)"
     norms = frozenset({"l2"})
+    role = "gradient"
+    loss = "margin"
     minimal_norm = True
 
     @dataclass(frozen=True)

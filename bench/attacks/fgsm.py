@@ -11,6 +11,9 @@ class FGSM(Attack):
     name = "fgsm"
     description = "one signed-gradient step on cross-entropy (torchattacks FGSM); masking check vs PGD"
     norms = frozenset({"linf"})
+    role = "gradient"
+    loss = "ce"
+    single_step = True
     library = "torchattacks"
 
     def run(self, model, x, y, *, budget, num_classes, generator):

@@ -77,6 +77,8 @@ class JSMA(Attack):
     name = "jsma"
     description = "Papernot 2016 JSMA: targeted, feature pairs, theta=+1, at most gamma of features (batched)"
     norms = frozenset({"l0"})
+    role = "gradient"
+    loss = "softmax"
 
     @dataclass(frozen=True)
     class Config:
@@ -104,6 +106,10 @@ class JSMA(Attack):
     def extra_metrics(self) -> dict:
         rate = self.pairs_succeeded / self.pairs_tried if self.pairs_tried else 0.0
         return {"target_success_rate": rate, "targets_tried": self.pairs_tried}
+
+    @classmethod
+    def loss_for(cls, config: dict) -> str:
+        return "logits" if config.get("use_logits") else "softmax"
 
     def run(self, model, x, y, *, budget, num_classes, generator):
         cfg = self.cfg

@@ -35,6 +35,8 @@ class UniformNoise(Attack):
     name = "noise"
     description = "uniform random noise in the budget ball, several samples (masking check)"
     norms = frozenset({"linf", "l2"})
+    role = "random"
+    loss = "none"
 
     @dataclass(frozen=True)
     class Config:

@@ -20,6 +20,8 @@ class PGD(Attack):
     name = "pgd"
     description = "projected gradient descent on cross-entropy (torchattacks PGD / PGDL2), random start"
     norms = frozenset({"linf", "l2"})
+    role = "gradient"
+    loss = "ce"
     library = "torchattacks"
 
     @dataclass(frozen=True)

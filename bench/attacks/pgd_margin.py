@@ -2,7 +2,7 @@
 
 Our own, because torchattacks' PGD and PGDL2 optimise cross-entropy only. The margin loss works
 on logits, so it is blind to a saturated softmax: where `pgd` (cross-entropy) stalls on a
-defensively distilled model and `pgd-margin` does not, the gap is gradient masking (DESIGN.md §5,
+defensively distilled model and `pgd-margin` does not, the gap is gradient masking (docs/masking.md,
 rule 6). Same schedule as `pgd` (α = step_factor · ε / steps, random start, restarts), so the two
 columns differ only by the loss; the test suite checks that with cross-entropy swapped in, this
 loop matches torchattacks' PGD.
@@ -59,6 +59,8 @@ class PGDMargin(Attack):
     name = "pgd-margin"
     description = "PGD on the Carlini-Wagner margin loss over logits (blind to softmax saturation)"
     norms = frozenset({"linf", "l2"})
+    role = "gradient"
+    loss = "margin"
 
     @dataclass(frozen=True)
     class Config:

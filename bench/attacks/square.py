@@ -15,6 +15,8 @@ class Square(Attack):
     name = "square"
     description = "black-box score-based Square Attack (torchattacks Square), margin loss"
     norms = frozenset({"linf", "l2"})
+    role = "black-box"
+    loss = "margin"
     library = "torchattacks"
 
     @dataclass(frozen=True)

@@ -20,6 +20,8 @@ class Transfer(Attack):
     name = "transfer"
     description = "PGD on the vanilla model of the same dataset/arch, replayed on the target (masking check)"
     norms = frozenset({"linf", "l2"})
+    role = "transfer"
+    loss = "ce"
     library = "torchattacks"
     surrogate: ClassVar[str] = "vanilla"  # the harness trains (or reuses) this node and sets surrogate_model
 
