@@ -4,13 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-# The default job, sized for a 2-core CPU in about 5 minutes: 10 epochs per model, the first 200
-# test images, and a C&W search of 5 x 100 Adam steps (lr 0.1) from c = 0.1. The cw config
-# default is the reference's search (9 steps from c = 1e-3, lr 0.01, up to 1,000 iterations
-# each): drop these --set flags on a GPU.
-RUN_ARGS ?= --epochs 10 --n-eval 200 \
-	--set cw.binary_search_steps=5 --set cw.max_iterations=100 \
-	--set cw.initial_const=0.1 --set cw.learning_rate=0.1
+# The default job, sized for a 2-core CPU in about 5 minutes: vanilla and defensive distillation
+# (10 epochs each), attacked at L∞ 0.3 on the first 200 test images with the L∞ minimum suite
+# (AutoAttack, PGD on the margin loss, Square; docs/leaderboard.md) plus PGD on cross-entropy,
+# the number a distillation paper reports. Vanilla is ranked; defensive distillation is not:
+# the reader sees its masking verdict and its upper bound instead of PGD's 90%.
+RUN_ARGS ?= --epochs 10 --n-eval 200
 
 .PHONY: run test install clean
 
@@ -23,7 +22,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/bench run --defense vanilla,defensive-distillation --attacks pgd,cw --dataset mnist-5k $(RUN_ARGS)
+	$(BIN)/bench run --defense vanilla,defensive-distillation --attacks pgd,pgd-margin,autoattack,square \
+		--norm linf --dataset mnist-5k $(RUN_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -47,3 +47,11 @@ def test_temperature_sweep_page_shows_papernot_and_carlini_wagner(swept_store, t
     assert "masking suspected" in l2 and "bench run --defense defensive-distillation --sweep" in l2
     model_pages = list((dest / "models").glob("*.md"))
     assert len(model_pages) == 2 and "Masking diagnosis" in model_pages[0].read_text()
+
+
+def test_published_pages_never_contradict_themselves(swept_store):
+    from bench.publish import build_pages
+    from bench.store import Store
+    from test_leaderboard import assert_pages_agree
+
+    assert assert_pages_agree(build_pages(Store(swept_store))) >= 2
