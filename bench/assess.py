@@ -17,6 +17,7 @@ from typing import Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from bench import adaptive
 from bench.records import AttackInfo, ModelInfo, Probes, Record, ResultSet
 from bench.stats import Accuracy, wilson
 
@@ -98,6 +99,8 @@ class ThreatAssessment:
     attacks: dict[str, AttackSummary]
     missing: list[SuiteRequirement]  # minimum-suite requirements with no record
     majority_share: float  # accuracy of the best constant predictor on the evaluation set
+    worst_before: Accuracy = None  # the worst case over the records the adaptive stage did not add
+    records: list[Record] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -158,6 +161,7 @@ def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame])
 
     clean = pd.Series(True, index=examples)
     worst = pd.Series(True, index=examples)
+    before = pd.Series(True, index=examples)
     labels = pd.Series(-1, index=examples)
     losses_by_name: dict[str, set] = {}
     for r in records:
@@ -172,6 +176,8 @@ def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame])
         clean_r, adv_r = f["clean_correct"].astype(bool), f["adv_correct"].astype(bool)
         clean.loc[common] = clean.loc[common] & clean_r
         worst.loc[common] = worst.loc[common] & adv_r
+        if not r.adaptive:
+            before.loc[common] = before.loc[common] & adv_r
         labels.loc[common] = f["label"].astype(int)
         fooled = clean_r & (f["adv_pred"].astype(int) != f["label"].astype(int))
         key = _attack_key(r, losses_by_name)
@@ -185,6 +191,7 @@ def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame])
             slot["fooled"] = slot["fooled"].reindex(idx, fill_value=False) | fooled.reindex(idx, fill_value=False)
             slot["clean"] = slot["clean"].reindex(idx, fill_value=True) & clean_r.reindex(idx, fill_value=True)
     worst = worst & clean
+    before = before & clean
     attacks = {
         key: AttackSummary(key, slot["records"][0].attack, sorted(slot["records"], key=lambda r: r.record_id),
                            slot["survived"] & slot["clean"], slot["fooled"], slot["clean"])
@@ -193,7 +200,8 @@ def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame])
     counts = labels.value_counts()
     majority = float(counts.max() / len(labels)) if len(labels) else math.nan
     return ThreatAssessment(norm, eps, examples, Accuracy(int(clean.sum()), len(examples)),
-                            Accuracy(int(worst.sum()), len(examples)), worst, attacks, missing, majority)
+                            Accuracy(int(worst.sum()), len(examples)), worst, attacks, missing, majority,
+                            Accuracy(int(before.sum()), len(examples)), sorted(records, key=lambda r: r.record_id))
 
 
 # --- per model -------------------------------------------------------------------------------------
@@ -252,9 +260,25 @@ class ModelAssessment:
             low = t.clean.interval[0]
             reasons.append(f"clean accuracy not above chance (95% lower bound {100 * low:.1f}% ≤ "
                            f"{100 * t.majority_share:.1f}%, the best constant predictor)")
-        if self.diagnosis is not None and self.diagnosis.suspected:
-            reasons.append(f"masking suspected ({', '.join(self.diagnosis.fired)}), not resolved")
+        if self.diagnosis is not None and self.diagnosis.suspected and not self.adapted(threat):
+            fired = self.diagnosis.fired
+            why = []
+            unanswered = adaptive.unanswered(fired, t.norm)
+            if unanswered:
+                why.append(f"no adaptive attack for {', '.join(unanswered)} at {t.norm} yet")
+            todo = adaptive.missing(fired, t.norm, t.records)
+            if todo:
+                why.append("adaptive attacks not run: " + ", ".join(p.label for p in todo))
+            reasons.append(f"masking suspected ({', '.join(fired)}), not resolved: {'; '.join(why)}")
         return reasons
+
+    def adapted(self, threat: tuple[str, float]) -> bool:
+        """Every adaptive attack the fired rules call for has run at this budget (docs/masking.md)."""
+        if self.diagnosis is None or not self.diagnosis.suspected:
+            return False
+        t = self.threats[threat]
+        fired = self.diagnosis.fired
+        return not adaptive.unanswered(fired, t.norm) and not adaptive.missing(fired, t.norm, t.records)
 
 
 def find_reference(info: ModelInfo, models: Mapping[str, ModelInfo]) -> ModelInfo | None:

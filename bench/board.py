@@ -67,6 +67,9 @@ class Row:
     rank: int | None = None
     tied_with_above: bool = False
     n_examples: int = 0  # examples per seed (the evaluation set)
+    adapted: bool = False  # masking flagged, and every adaptive attack it calls for has run
+    robust_before: Cell | None = None  # the worst case before the adaptive stage's records
+    adaptive_attacks: list[str] = field(default_factory=list)  # attacks the adaptive stage added
 
     @property
     def ranked(self) -> bool:
@@ -162,7 +165,10 @@ def _row(label: str, members: list[ModelAssessment], threat: tuple[str, float]) 
                robust=Cell.of([t.worst for t in threats]), autoattack=cell(aa), claimed=cell(claimed),
                attacks={k: Cell.of([t.attacks[k].accuracy for t in threats]) for k in keys},
                verdict=verdict, fired=fired, evaluated=evaluated, reasons=reasons,
-               n_examples=threats[0].clean.n)
+               n_examples=threats[0].clean.n, adapted=bool(fired) and all(m.adapted(threat) for m in members),
+               robust_before=Cell.of([t.worst_before for t in threats]),
+               adaptive_attacks=sorted({a.key for t in threats for a in t.attacks.values()
+                                        if any(r.adaptive for r in a.records)}))
 
 
 def _rank(rows: list[Row]) -> tuple[list[Row], list[Row]]:

@@ -69,6 +69,8 @@ def _attack_options(p: argparse.ArgumentParser) -> None:
                    help="comma-separated budgets for the single --norm chosen (default: the dataset's, "
                         "MNIST-like linf 0.3 / l2 2.0, CIFAR linf 8/255 / l2 0.5; l0 0.145 of the features)")
     p.add_argument("--attack-batch-size", type=_positive_int, default=500, help="examples per attack batch (default: 500)")
+    p.add_argument("--no-adaptive", action="store_true",
+                   help="skip the adaptive stage (the attacks a masking flag calls for; docs/masking.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,6 +158,40 @@ def _run_attacks(args, session, nodes, attack_names, per_attack) -> list[dict]:
     return records
 
 
+def _adaptive_stage(args, session, nodes, attack_names, log, rounds: int = 2) -> None:
+    """For every model of the run whose verdict is "masking suspected": run the adaptive attacks its
+    fired rules call for (bench/adaptive.py) at each budget of the run, then assess again; a second
+    round answers rules the first round's records made fire."""
+    from bench import adaptive
+    from bench.assess import assess
+    from bench.records import ResultSet
+    from bench.specs import Budget
+
+    if args.no_adaptive:
+        return
+    budgets = sorted({(b.norm, b.eps) for _, b in budget_plan(args, attack_names, session.family)})
+    by_id = {node.model_id: node for node in nodes}
+    for _ in range(rounds):
+        ran = 0
+        assessments = assess(ResultSet.from_store(session.store, args.dataset), set(by_id))
+        for model_id, m in sorted(assessments.items()):
+            if not m.diagnosis.suspected:
+                continue
+            fired = m.diagnosis.fired
+            for threat in budgets:
+                t = m.threats.get(threat)
+                if t is None:
+                    continue
+                for p in adaptive.missing(fired, threat[0], t.records):
+                    log(f"adapt   {by_id[model_id].label:<40} {p.label} at {threat[0]} {threat[1]:g} "
+                        f"(answers {', '.join(fired)})")
+                    session.runner.record(by_id[model_id], p.attack, dict(p.config), Budget(*threat), args.n_eval,
+                                          args.seed, adaptive=fired)
+                    ran += 1
+        if not ran:
+            return
+
+
 def _command_line() -> str:
     """The command as a user would retype it (recorded in each record's provenance)."""
     return "bench " + " ".join(shlex.quote(a) for a in _ARGV)
@@ -239,6 +275,7 @@ def cmd_run(args, log) -> int:
         session.runner.model(node)
     _run_attacks(args, session, nodes, attacks, per_attack)
     _probe(session, args, nodes)
+    _adaptive_stage(args, session, nodes, attacks, log)
     command = _command_line()
     board = _board(session.store, args.dataset, {node.model_id for node in nodes})
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -303,6 +340,7 @@ def cmd_eval(args, log) -> int:
                                       f"in {args.out} (model {node.model_id}); run `bench train` first")
     _run_attacks(args, session, nodes, attacks, per_attack)
     _probe(session, args, nodes)
+    _adaptive_stage(args, session, nodes, attacks, log)
     from bench.render.markdown import board_markdown
 
     print(board_markdown(_board(session.store, args.dataset, {node.model_id for node in nodes}),

@@ -149,8 +149,9 @@ class Runner:
 
     # --- attacking ---------------------------------------------------------------------------
     def record(self, node: TrainNode, attack_name: str, attack_overrides: Mapping[str, Any], budget: Budget,
-               n_eval: int | None, seed: int) -> dict:
-        """The record of `attack_name` at `budget` on `node`'s model: cached or computed now."""
+               n_eval: int | None, seed: int, adaptive: list[str] | None = None) -> dict:
+        """The record of `attack_name` at `budget` on `node`'s model: cached or computed now.
+        `adaptive`: the fired rules this attack answers (the adaptive stage, bench/adaptive.py)."""
         attack_cls = ATTACKS.get(attack_name).obj
         attack = attack_cls(apply_overrides(attack_cls.Config(), attack_overrides, attack_name))
         attack_config = config_to_dict(attack.cfg)
@@ -196,6 +197,8 @@ class Runner:
             "per_example": "per_example.csv",
             "provenance": self._provenance(outcome.wall_seconds, started_at),
         }
+        if adaptive:
+            record["adaptive"] = {"rules": list(adaptive)}
         self.store.save_record(record, outcome.per_example)
         self.attacked.append(rid)
         m = outcome.metrics

@@ -106,6 +106,7 @@ class Record:
     command: str
     started_at: str
     wall_seconds: float
+    adaptive: tuple[str, ...] = ()  # the fired rules this record answers, when the adaptive stage ran it
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -135,6 +136,7 @@ class Record:
             notes=tuple(rec.get("attack_notes", [])),
             command=prov.get("command", ""), started_at=prov.get("started_at", ""),
             wall_seconds=float(prov.get("wall_seconds", 0.0)),
+            adaptive=tuple((rec.get("adaptive") or {}).get("rules", ())),
             raw=rec,
         )
 

@@ -114,8 +114,8 @@ class Registry(Generic[T]):
 
     def resolve(self, names: str) -> list[str]:
         """Parse a comma-separated list, or 'all', into validated names (order kept, no repeats)."""
-        if names.strip() == "all":
-            return self.names()
+        if names.strip() == "all":  # entries marked `in_all = False` (adaptive-stage attacks) run by name only
+            return [n for n in self.names() if getattr(self.get(n).obj, "in_all", True)]
         out: list[str] = []
         for name in (n.strip() for n in names.split(",")):
             if not name:

@@ -19,7 +19,7 @@ def model_spec(model_id: str, defense: str = "vanilla", config: dict | None = No
 
 def make_record(spec: dict, attack: str, norm: str, eps: float, survived, *, clean=None, labels=None,
                 attack_config: dict | None = None, start: int = 0, fooled_any_size=None,
-                command: str = "bench run (test)") -> tuple[dict, pd.DataFrame]:
+                command: str = "bench run (test)", adaptive: list[str] | None = None) -> tuple[dict, pd.DataFrame]:
     """A record of `attack` on the model of `spec`: `survived[i]` is example start+i's adv_correct.
     `clean` defaults to all correct; `labels` to i % 10."""
     n = len(survived)
@@ -51,6 +51,8 @@ def make_record(spec: dict, attack: str, norm: str, eps: float, survived, *, cle
         "provenance": {"distill_bench_version": "test", "torch_version": "test", "device": "cpu",
                        "wall_seconds": 1.0, "started_at": "2026-01-01T00:00:00+00:00", "command": command},
     }
+    if adaptive:
+        rec["adaptive"] = {"rules": list(adaptive)}
     return rec, frame
 
 

@@ -95,8 +95,17 @@ def test_pgd_loop_matches_torchattacks_with_cross_entropy(digits, digits_models)
     x, y = digits.eval_slice(40)
     theirs = torchattacks.PGD(model, eps=0.1, alpha=0.01, steps=10, random_start=False)(x, y)
     ours = pgd(model, x, y, norm="linf", eps=0.1, steps=10, alpha=0.01, loss="ce", random_start=False,
-               generator=torch.Generator().manual_seed(0))
+               generator=torch.Generator().manual_seed(0), keep_best=False)
     assert torch.allclose(ours, theirs, atol=1e-6)
+    # keeping the best iterate: never fewer successes than the last iterate, and every kept
+    # iterate that differs from the last one is itself misclassified (a success found mid-run)
+    best = pgd(model, x, y, norm="linf", eps=0.1, steps=10, alpha=0.01, loss="ce", random_start=False,
+               generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        fooled_best, fooled_last = model(best).argmax(1) != y, model(theirs).argmax(1) != y
+    assert fooled_best.sum() >= fooled_last.sum() and bool(fooled_best[fooled_last].all())
+    differs = (best - theirs).flatten(1).abs().amax(1) > 0
+    assert bool(fooled_best[differs].all())
 
 
 def test_autoattack_is_at_least_as_strong_as_pgd_on_a_robust_model(digits, robust_digits_models):

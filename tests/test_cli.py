@@ -44,20 +44,26 @@ def test_run_writes_models_records_index_and_leaderboard(finished_run):
     assert json.loads((out / "leaderboard.json").read_text())["schema_version"] == 1
 
 
-def test_make_run_suite_ranks_vanilla_and_shows_distillation_as_an_upper_bound(tmp_path):
-    """`make run`'s attack set on digits: it meets the L∞ minimum suite, so vanilla is ranked, and
-    defensive distillation is not ranked on its PGD number: the reader sees why and its bound."""
+def test_make_run_suite_never_ranks_distillation_on_its_pgd_number(tmp_path):
+    """`make run`'s attack set on digits: it meets the L∞ minimum suite, so vanilla is ranked; defensive
+    distillation is flagged, unranked (an upper bound, with the reason) without the adaptive stage,
+    and ranked at what survives the adaptive attacks with it, never at PGD's number."""
     out = tmp_path / "runs"
-    assert bench("run", "--defense", "vanilla,defensive-distillation", "--attacks", "pgd,pgd-margin,autoattack,square",
-                 "--norm", "linf", "--out", out, "--dataset", "digits", "--epochs", "30", "--n-eval", "40",
-                 "--set", "square.n_queries=500", "--quiet") == 0
-    board = json.loads((out / "leaderboard.json").read_text())
-    rows = {r["defense"]: r for r in board["pages"][0]["tables"][0]["rows"]}
+    argv = ["run", "--defense", "vanilla,defensive-distillation", "--attacks", "pgd,pgd-margin,autoattack,square",
+            "--norm", "linf", "--out", out, "--dataset", "digits", "--epochs", "30", "--n-eval", "40",
+            "--set", "square.n_queries=500", "--quiet"]
+    assert bench(*argv, "--no-adaptive") == 0
+    rows = {r["defense"]: r for r in json.loads((out / "leaderboard.json").read_text())["pages"][0]["tables"][0]["rows"]}
     assert rows["vanilla"]["rank"] == 1 and not rows["vanilla"]["reasons"]
     dd = rows["defensive-distillation"]
     assert dd["rank"] is None and dd["robust_is_upper_bound"] and "masking suspected" in dd["reasons"][0]
     assert dd["claimed"]["value"] > dd["robust"]["value"] + 0.3
     assert "≤ " in (out / "leaderboard.md").read_text()
+    assert bench(*argv) == 0  # now with the adaptive stage
+    rows = {r["defense"]: r for r in json.loads((out / "leaderboard.json").read_text())["pages"][0]["tables"][0]["rows"]}
+    dd = rows["defensive-distillation"]
+    assert dd["adapted"] and dd["rank"] is not None and dd["claimed"]["value"] > dd["robust"]["value"] + 0.3
+    assert "masked? " in (out / "leaderboard.md").read_text() and "· adapted" in (out / "leaderboard.md").read_text()
 
 
 def test_second_run_trains_nothing_and_attacks_nothing(finished_run, capsys):

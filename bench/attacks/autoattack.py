@@ -18,7 +18,9 @@ from bench.attacks.base import Attack
 from bench.errors import BenchInputError
 
 
-class _Collect(logging.Handler):
+class LogCollector(logging.Handler):
+    """Keeps the warnings pyautoattack's `auto-attack` logger emits (its sanity checks)."""
+
     def __init__(self):
         super().__init__(level=logging.WARNING)
         self.messages: list[str] = []
@@ -61,7 +63,7 @@ class AutoAttackStandard(Attack):
         if num_classes < 10:  # APGD-T and FAB-T target the 9 classes after the true one
             attack.apgd_targeted.n_target_classes = attack.fab.n_target_classes = num_classes - 1
         logger = logging.getLogger("auto-attack")
-        handler = _Collect()
+        handler = LogCollector()
         logger.addHandler(handler)
         try:
             x_adv, _ = attack.run_standard_evaluation(x, y, batch_size=len(x))

@@ -49,6 +49,7 @@ class Attack:
     role: ClassVar[str] = "unknown"  # a key of ROLES
     loss: ClassVar[str] = "unknown"  # a key of LOSSES
     single_step: ClassVar[bool] = False  # FGSM-like: one gradient step (a masking check, not an evaluation)
+    in_all: ClassVar[bool] = True  # part of `--attacks all`; False for attacks the adaptive stage runs
 
     @dataclass(frozen=True)
     class Config:

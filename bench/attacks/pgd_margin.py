@@ -18,7 +18,18 @@ from bench.attacks.base import Attack, per_example, unit_l2
 from bench.attacks.cw import margin
 from bench.errors import BenchInputError
 
-LOSSES = ("margin", "ce")
+# margin: max_{i≠y} Z_i − Z_y; ce: cross-entropy (plain PGD); scaled-ce: cross-entropy on logits
+# rescaled per example so the largest is 10 (Carlini & Wagner 2016's answer to a saturated softmax).
+LOSSES = ("margin", "ce", "scaled-ce")
+
+
+def _objective(logits, y, loss):
+    if loss == "margin":
+        return -margin(logits, y).sum()
+    if loss == "scaled-ce":
+        scale = logits.detach().abs().amax(1, keepdim=True).clamp_min(1e-12) / 10.0
+        return F.cross_entropy(logits / scale, y, reduction="sum")
+    return F.cross_entropy(logits, y, reduction="sum")
 
 
 def _project(x_adv, x, norm, eps):
@@ -32,25 +43,35 @@ def _project(x_adv, x, norm, eps):
 
 
 def pgd(model, x, y, *, norm: str, eps: float, steps: int, alpha: float, loss: str, random_start: bool,
-        generator: torch.Generator) -> torch.Tensor:
-    """One PGD run maximising `loss` ("margin" or "ce") inside the ε-ball."""
+        generator: torch.Generator, eot_draws: int = 1, keep_best: bool = True) -> torch.Tensor:
+    """One PGD run maximising `loss` inside the ε-ball. Returns, per example, the first iterate that
+    was misclassified (checked at every step, so a success found mid-run is never lost: Pintor et
+    al. 2022's "silent success"), else the last iterate. `eot_draws` > 1 averages the gradient over
+    that many forward passes (Athalye et al. 2018's EOT, for randomized models)."""
     x_adv = x.clone()
     if random_start:
         from bench.attacks.noise import sample_in_ball
 
         x_adv = sample_in_ball(x, norm, eps, generator)
+    best = x_adv.detach().clone()
+    found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for _ in range(steps):
         x_adv.requires_grad_(True)
-        logits = model(x_adv)
-        objective = -margin(logits, y).sum() if loss == "margin" else F.cross_entropy(logits, y, reduction="sum")
-        grad, = torch.autograd.grad(objective, x_adv)
+        grad = torch.zeros_like(x_adv)
+        for _ in range(eot_draws):
+            logits = model(x_adv)
+            g, = torch.autograd.grad(_objective(logits, y, loss), x_adv)
+            grad = grad + g
         with torch.no_grad():
-            if norm == "linf":
-                step = grad.sign()
-            else:
-                step = unit_l2(grad)
+            fooled = (logits.argmax(1) != y) & ~found & keep_best
+            best[fooled] = x_adv.detach()[fooled]
+            found |= fooled
+            step = grad.sign() if norm == "linf" else unit_l2(grad)
             x_adv = _project(x_adv + alpha * step, x, norm, eps)
-    return x_adv.detach()
+    with torch.no_grad():
+        last = ~found
+        best[last] = x_adv[last]
+    return best.detach()
 
 
 class PGDMargin(Attack):
@@ -72,12 +93,18 @@ class PGDMargin(Attack):
         random_start: bool = True
         restarts: int = 1
         loss: str = "margin"
+        eot_draws: int = 1
 
         def __post_init__(self):
-            if self.steps < 1 or self.restarts < 1 or not self.step_factor > 0:
-                raise BenchInputError(f"pgd-margin needs steps >= 1, restarts >= 1, step_factor > 0; got {self}")
+            if self.steps < 1 or self.restarts < 1 or not self.step_factor > 0 or self.eot_draws < 1:
+                raise BenchInputError(f"pgd-margin needs steps >= 1, restarts >= 1, step_factor > 0, "
+                                      f"eot_draws >= 1; got {self}")
             if self.loss not in LOSSES:
                 raise BenchInputError(f"pgd-margin loss {self.loss!r} unknown; allowed: {', '.join(LOSSES)}")
+
+    @classmethod
+    def loss_for(cls, config: dict) -> str:
+        return {"margin": "margin", "ce": "ce", "scaled-ce": "logits"}[config.get("loss", "margin")]
 
     def run(self, model, x, y, *, budget, num_classes, generator):
         cfg = self.cfg
@@ -89,7 +116,7 @@ class PGDMargin(Attack):
                 break
             x_adv = pgd(model, x[todo], y[todo], norm=budget.norm, eps=budget.eps, steps=cfg.steps,
                         alpha=cfg.step_factor * budget.eps / cfg.steps, loss=cfg.loss,
-                        random_start=cfg.random_start, generator=generator)
+                        random_start=cfg.random_start, generator=generator, eot_draws=cfg.eot_draws)
             with torch.no_grad():
                 fooled = model(x_adv).argmax(1) != y[todo]
             best[todo] = x_adv

@@ -37,6 +37,8 @@ def _row(row: Row) -> dict:
         "claimed": row.claimed.to_json() if row.claimed else None,
         "attacks": {k: c.to_json() for k, c in row.attacks.items()},
         "verdict": row.verdict, "rules_fired": row.fired, "rules_evaluated": row.evaluated, "reasons": row.reasons,
+        "adapted": row.adapted, "robust_before_adaptation": row.robust_before.to_json() if row.robust_before else None,
+        "adaptive_attacks": row.adaptive_attacks,
     }
 
 

@@ -50,7 +50,7 @@ def _defense_cell(row: Row, link: bool) -> str:
 
 def _verdict_cell(row: Row) -> str:
     if row.fired:
-        return "masked? " + " ".join(row.fired)
+        return "masked? " + " ".join(row.fired) + (" · adapted" if row.adapted else "")
     return f"none ({len(row.evaluated)}/8 rules)" if row.evaluated else "not diagnosed"
 
 
