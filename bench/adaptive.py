@@ -15,7 +15,12 @@ Families (rule → attacks):
   the softmax no longer saturates (Carlini & Wagner 2016);
 - black-box or noise beats white-box, unbounded attack fails, accuracy rises with ε (R2, R3, R4,
   R5): the symptoms of shattered or obfuscated gradients: Square at its full 5,000 queries with 3
-  restarts, and transfer from the undefended model of the same spec.
+  restarts, and transfer from the undefended model of the same spec (its base architecture);
+- input gradients unavailable or not finite (R10): BPDA through the architecture's declared
+  approximation of its input transform (or the identity), plus the two above;
+- a randomized model (R9): expectation over transformation (Athalye et al. 2018): PGD on the margin
+  loss with gradients averaged over 20 draws, APGD-CE with 20 EOT iterations, AutoAttack's `rand`
+  version.
 """
 from __future__ import annotations
 
@@ -48,9 +53,20 @@ SHATTERED = (
     Prescription("square", {"restarts": 3}),
     Prescription("transfer", {}),
 )
+UNAVAILABLE = (
+    Prescription("bpda", {}),
+    Prescription("square", {"restarts": 3}),
+    Prescription("transfer", {}),
+)
+RANDOMIZED = (
+    Prescription("pgd-margin", {"eot_draws": 20}),
+    Prescription("apgd", {"component": "apgd-ce", "eot_iter": 20}),
+    Prescription("autoattack", {"version": "rand"}),
+)
 FAMILIES: dict[str, tuple[Prescription, ...]] = {
     "R1": SATURATION, "R6": SATURATION, "R7": SATURATION, "R8": SATURATION,
-    "R2": SHATTERED, "R3": SHATTERED, "R4": SHATTERED, "R5": SHATTERED,
+    "R2": SHATTERED, "R3": SHATTERED, "R4": SHATTERED, "R5": SHATTERED, "R10": UNAVAILABLE,
+    "R9": RANDOMIZED,
 }
 
 

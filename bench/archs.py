@@ -1,5 +1,13 @@
 """Architectures by name. Every model the harness builds is a `Classifier`: it takes inputs in
 [0, 1], normalizes them itself, and returns logits at its deployment temperature.
+
+Architectures are pluggable like defenses and attacks: a package registers an `ArchInfo` under the
+entry-point group `distill_bench.archs`, so the store can rebuild a deployed model that has its own
+forward. An architecture may put an `input_transform` in front of the network (in pixel space:
+binarization, quantization, noise) and name its undefended `base` architecture (the transfer
+attack's surrogate is trained on the base, not on the wrapper). A transform that is not
+differentiable declares `approximation(x)`, the differentiable stand-in BPDA uses for the backward
+pass (Athalye et al. 2018 §4.1); without one, BPDA uses the identity.
 """
 from __future__ import annotations
 
@@ -20,14 +28,18 @@ class Classifier(nn.Module):
     a defense that deploys at T != 1 folds its temperature in here.
     """
 
-    def __init__(self, body: nn.Module, mean: Sequence[float], std: Sequence[float], logit_scale: float = 1.0):
+    def __init__(self, body: nn.Module, mean: Sequence[float], std: Sequence[float], logit_scale: float = 1.0,
+                 input_transform: nn.Module | None = None):
         super().__init__()
+        self.input_transform = input_transform
         self.body = body
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("logit_scale", torch.tensor(float(logit_scale)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_transform is not None:
+            x = self.input_transform(x)
         return self.body((x - self.mean) / self.std) * self.logit_scale
 
 
@@ -135,6 +147,8 @@ class ArchInfo:
     description: str
     build: Callable[[int, int, int], nn.Module]  # (in_channels, height, num_classes) -> body
     min_side: int
+    input_transform: Callable[[], nn.Module] | None = None  # pixel-space transform before the network
+    base: str | None = None  # the undefended architecture this one wraps (transfer surrogate, references)
 
 
 ARCHS: dict[str, ArchInfo] = {
@@ -153,10 +167,28 @@ ARCHS: dict[str, ArchInfo] = {
 }
 
 
+def _plugins() -> dict[str, ArchInfo]:
+    from bench.registry import ARCH_PLUGINS
+
+    return {e.name: e.obj for e in ARCH_PLUGINS if e.name not in ARCHS}
+
+
+def all_archs() -> dict[str, ArchInfo]:
+    """Built-in architectures, then those registered by plugins (entry-point group distill_bench.archs)."""
+    return {**ARCHS, **_plugins()}
+
+
 def arch_info(name: str) -> ArchInfo:
-    if name not in ARCHS:
-        raise unknown_name("architecture", name, ARCHS)
-    return ARCHS[name]
+    archs = all_archs()
+    if name not in archs:
+        raise unknown_name("architecture", name, archs)
+    return archs[name]
+
+
+def base_arch(name: str) -> str:
+    """The undefended architecture under `name` (itself for a plain architecture)."""
+    info = arch_info(name)
+    return base_arch(info.base) if info.base and info.base != name else name
 
 
 def create_model(arch: str, dataset, logit_scale: float = 1.0) -> Classifier:
@@ -168,4 +200,5 @@ def create_model(arch: str, dataset, logit_scale: float = 1.0) -> Classifier:
             f"architecture {arch!r} needs inputs of at least {info.min_side}x{info.min_side}; "
             f"dataset {dataset.name!r} has {h}x{w}"
         )
-    return Classifier(info.build(c, h, dataset.num_classes), dataset.mean, dataset.std, logit_scale)
+    transform = info.input_transform() if info.input_transform is not None else None
+    return Classifier(info.build(c, h, dataset.num_classes), dataset.mean, dataset.std, logit_scale, transform)

@@ -281,15 +281,25 @@ class ModelAssessment:
         return not adaptive.unanswered(fired, t.norm) and not adaptive.missing(fired, t.norm, t.records)
 
 
+def _base(arch: str) -> str:
+    try:
+        from bench.archs import base_arch
+
+        return base_arch(arch)
+    except Exception:
+        return arch
+
+
 def find_reference(info: ModelInfo, models: Mapping[str, ModelInfo]) -> ModelInfo | None:
     """The undefended model trained like `info`: `vanilla` with default config but for the
-    training length, same dataset, architecture and seed. Chosen by spec, never by label."""
-    if info.defense == "vanilla" and not config_changes("vanilla", {k: v for k, v in info.config.items()
+    training length, same dataset, base architecture and seed. Chosen by spec, never by label."""
+    if info.defense == "vanilla" and info.arch == _base(info.arch) and not config_changes("vanilla", {k: v for k, v in info.config.items()
                                                                      if k != "epochs"}):
         return None  # it is its own reference
     default = default_config("vanilla") or {}
+    arch = _base(info.arch)
     for other in sorted(models.values(), key=lambda m: m.model_id):
-        if (other.defense == "vanilla" and other.dataset == info.dataset and other.arch == info.arch
+        if (other.defense == "vanilla" and other.dataset == info.dataset and other.arch == arch
                 and other.seed == info.seed and other.config.get("epochs") == info.config.get("epochs")
                 and all(other.config.get(k, v) == v for k, v in default.items() if k != "epochs")):
             return other

@@ -350,7 +350,7 @@ def cmd_eval(args, log) -> int:
 
 
 def cmd_list(args, log) -> int:
-    from bench.archs import ARCHS
+    from bench.archs import all_archs
     from bench.data import DATASETS
     from bench.registry import ATTACKS, DEFENSES
 
@@ -365,7 +365,7 @@ def cmd_list(args, log) -> int:
         for info in DATASETS.values():
             print(f"{info.name:<10} default arch {info.default_arch:<15} {info.description}")
     elif args.what == "archs":
-        for info in ARCHS.values():
+        for info in all_archs().values():
             print(f"{info.name:<15} {info.description}")
     else:
         from bench.store import Store

@@ -71,6 +71,46 @@ class AttackOutcome:
     notes: list[str]  # what the attack itself reported (e.g. AutoAttack's sanity-check warnings)
 
 
+# Per-example input-gradient status (Pintor et al. 2022, "unavailable gradients"): a model's
+# pathology, recorded and worked around, never a crash.
+GRADIENT_OK, GRADIENT_ZERO, GRADIENT_NONFINITE, GRADIENT_UNAVAILABLE = "ok", "zero", "nonfinite", "unavailable"
+DEFAULT_DRAWS = 10  # forward passes per example when the model is randomized
+
+
+def gradient_status(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[str]:
+    """For each example: is the cross-entropy input gradient available, finite, non-zero?
+    Unavailable when the forward leaves the autograd graph (a NumPy round trip, `(x > 0.5).float()`)."""
+    import torch.nn.functional as F
+
+    xg = x.detach().clone().requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            loss = F.cross_entropy(model(xg), y, reduction="sum")
+            grad, = torch.autograd.grad(loss, xg, allow_unused=True)
+    except RuntimeError:  # the output does not require grad at all
+        return [GRADIENT_UNAVAILABLE] * len(x)
+    if grad is None:
+        return [GRADIENT_UNAVAILABLE] * len(x)
+    flat = grad.detach().flatten(1)
+    finite = torch.isfinite(flat).all(1)
+    zero = (flat == 0).all(1)
+    return [GRADIENT_OK if f and not z else (GRADIENT_ZERO if f else GRADIENT_NONFINITE)
+            for f, z in zip(finite.tolist(), zero.tolist())]
+
+
+def is_randomized(model: torch.nn.Module, x: torch.Tensor, tries: int = 3) -> bool:
+    """Do repeated eval-mode forwards of the same inputs disagree (AutoAttack's check_randomized)?"""
+    with torch.no_grad():
+        first = model(x)
+        return any(not torch.equal(first, model(x)) for _ in range(tries - 1))
+
+
+def predict_draws(model: torch.nn.Module, x: torch.Tensor, device: torch.device, draws: int) -> torch.Tensor:
+    """Predicted labels of `draws` forward passes, shape (draws, N), on the CPU."""
+    with torch.no_grad():
+        return torch.stack([predict_logits(model, x, device).argmax(1) for _ in range(draws)])
+
+
 def run_attack(
     model: torch.nn.Module,
     attack: Attack,
@@ -84,33 +124,74 @@ def run_attack(
     batch_size: int = 500,
     quiet: bool = False,
     desc: str | None = None,
+    draws: int = DEFAULT_DRAWS,
 ) -> AttackOutcome:
-    """Attack the correctly classified examples of (x, y) and measure the outcome per example."""
+    """Attack the correctly classified examples of (x, y) and measure the outcome per example.
+
+    A randomized model is predicted `draws` times: an example counts as correct only if it is
+    correct in every draw (the expected accuracy over draws is recorded beside it). For gradient
+    attacks, examples whose input gradient is unavailable get the clean input back (the attack is
+    skipped for them, with a note); a non-finite output is accepted as the clean input where the
+    model's own gradient is not finite, and refused as an adapter defect anywhere else."""
     started = time.perf_counter()
     model.eval()
-    clean_pred = predict_logits(model, x, device).argmax(1)
-    clean_correct = clean_pred == y
-    adv_pred = clean_pred.clone()
+    notes: list[str] = []
+    randomized = is_randomized(model, x[: min(len(x), 100)].to(device))
+    k = draws if randomized else 1
+    clean_draws = predict_draws(model, x, device, k)
+    clean_correct = (clean_draws == y).all(0)
+    clean_pred = clean_draws[0]
+    if randomized:
+        notes.append(f"model is randomized (repeated eval-mode forwards disagree): accuracies count an example as "
+                     f"correct only if correct in all {k} draws")
+    adv_draws = clean_draws.clone()
     sizes = torch.full((len(y),), float("nan"))
     within = torch.ones(len(y), dtype=torch.bool)
+    grad_status = [GRADIENT_OK] * len(y)
+    uses_gradient = attack.uses_input_gradient() if hasattr(attack, "uses_input_gradient") else True
     generator = torch.Generator().manual_seed(seed)
     todo = clean_correct.nonzero().squeeze(1)
     bar = tqdm(total=len(todo), desc=desc or f"{attack.name} {budget}", disable=True if quiet else None, unit="ex", leave=False,
                dynamic_ncols=True)
+    skipped = nonfinite_replaced = 0
     for start in range(0, len(todo), batch_size):
         idx = todo[start : start + batch_size]
         xb, yb = x[idx].to(device), y[idx].to(device)
-        x_adv = attack.run(model, xb, yb, budget=budget, num_classes=num_classes, generator=generator)
+        status = gradient_status(model, xb, yb) if uses_gradient else [GRADIENT_OK] * len(idx)
+        for i, st in zip(idx.tolist(), status):
+            grad_status[i] = st
+        if uses_gradient and all(st == GRADIENT_UNAVAILABLE for st in status):
+            x_adv = xb.clone()  # nothing to follow: the attack is skipped, the examples stay clean
+            skipped += len(idx)
+        else:
+            x_adv = attack.run(model, xb.clone(), yb.clone(), budget=budget, num_classes=num_classes,
+                               generator=generator)  # the adapter gets its own copy of the inputs
+            if isinstance(x_adv, torch.Tensor) and x_adv.shape == xb.shape:
+                bad_rows = ~torch.isfinite(x_adv.detach().flatten(1)).all(1).cpu()
+                if bad_rows.any():
+                    model_fault = torch.tensor([st == GRADIENT_NONFINITE for st in status])
+                    if uses_gradient and bool(model_fault[bad_rows].all()):
+                        x_adv = torch.where(bad_rows.to(x_adv.device).view(-1, *[1] * (xb.dim() - 1)), xb, x_adv)
+                        nonfinite_replaced += int(bad_rows.sum())
+                    # otherwise check_adversarial refuses the output: an adapter defect
+        model.eval()
         size_b, within_b = check_adversarial(attack, xb, x_adv, budget)
-        with torch.no_grad():
-            pred_b = model(x_adv.detach().to(device, xb.dtype)).argmax(1)
-        adv_pred[idx] = pred_b.cpu()
+        adv_draws[:, idx] = predict_draws(model, x_adv.detach().to(device, xb.dtype), device, k)
         sizes[idx] = size_b.cpu()
         within[idx] = within_b.cpu()
         bar.update(len(idx))
     bar.close()
+    if skipped:
+        notes.append(f"input gradient unavailable (no autograd path from the input to the logits) on {skipped} "
+                     f"examples: {attack.name} was skipped for them (they count as robust here; the adaptive stage "
+                     f"needs BPDA or gradient-free attacks)")
+    if nonfinite_replaced:
+        notes.append(f"the model's input gradient is not finite on {nonfinite_replaced} examples: {attack.name}'s "
+                     f"non-finite output for them was replaced by the clean input")
 
-    fooled_any_size = clean_correct & (adv_pred != y)
+    wrong = adv_draws != y
+    adv_pred = adv_draws.gather(0, wrong.float().argmax(0, keepdim=True)).squeeze(0)  # a wrong draw, if any
+    fooled_any_size = clean_correct & (adv_draws != y).any(0)
     # a minimal-norm attack's success beyond the budget does not count at this budget
     adv_correct = clean_correct & ~(fooled_any_size & within)
     sizes = torch.where(fooled_any_size, sizes, torch.full_like(sizes, float("nan")))
@@ -122,6 +203,7 @@ def run_attack(
         "clean_correct": clean_correct.numpy(),
         "adv_correct": adv_correct.numpy(),
         "perturbation": sizes.numpy(),
+        "gradient": grad_status,
     })
     n_correct = int(clean_correct.sum())
     successful = sizes[fooled_any_size]
@@ -135,11 +217,20 @@ def run_attack(
             {"norm": budget.norm, "median": float(successful.median()), "mean": float(successful.mean())}
             if len(successful) else None
         ),
+        "gradient_unavailable": sum(st == GRADIENT_UNAVAILABLE for st in grad_status),
+        "gradient_nonfinite": sum(st == GRADIENT_NONFINITE for st in grad_status),
+        "gradient_zero": sum(st == GRADIENT_ZERO for st in grad_status),
+        "draws": k,
     }
+    if randomized:  # the expected accuracies over draws, beside the all-draws ones
+        metrics["expected_clean_acc"] = float((clean_draws == y).float().mean())
+        adv_ok = clean_correct & ((adv_draws == y) | ~within)
+        metrics["expected_robust_acc"] = float(adv_ok.float().mean())
     extra = getattr(attack, "extra_metrics", None)
-    if extra is not None:
-        metrics.update(extra())
-    return AttackOutcome(per_example, metrics, time.perf_counter() - started, list(getattr(attack, "notes", [])))
+    if extra is not None:  # an adapter may add keys, never replace the harness's
+        metrics.update({k_: v for k_, v in extra().items() if k_ not in metrics})
+    notes += [n for n in getattr(attack, "notes", []) if n not in notes]
+    return AttackOutcome(per_example, metrics, time.perf_counter() - started, notes)
 
 
 def worst_case(per_example_frames: list[pd.DataFrame]) -> tuple[float, int]:

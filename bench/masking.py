@@ -241,16 +241,57 @@ def rule_apparent_vs_actual(m: "ModelAssessment") -> Finding:
     return make(bool(hits), seen, **hits)
 
 
+def _records(m: "ModelAssessment"):
+    return [r for t in m.threats.values() for r in t.records]
+
+
+def rule_randomized(m: "ModelAssessment") -> Finding:
+    make = _finding("R9", "the model is randomized",
+                    "repeated eval-mode forwards of the same inputs disagree (probes), or an attack saw it",
+                    "Athalye et al. 2018 §4.2 (stochastic gradients, EOT); Croce & Hein 2020 (check_randomized)")
+    p = m.probes
+    seen_by = sorted({r.attack.name for r in _records(m)
+                      if r.metrics.extra.get("draws", 1) > 1 or any("randomized" in n for n in r.notes)})
+    if p is None and not seen_by:
+        return make(False, False)
+    share = p.randomized_share if p is not None else 0.0
+    evidence = {"randomized_share": share}
+    if seen_by:
+        evidence["seen_by"] = ", ".join(seen_by)
+    return make(share > 0 or bool(seen_by), True, **evidence)
+
+
+def rule_gradients_unavailable(m: "ModelAssessment") -> Finding:
+    make = _finding("R10", "input gradients unavailable or not finite",
+                    "no autograd path from the input, or a NaN/inf input gradient, on any input (probes or attacks)",
+                    "Pintor et al. 2022 (unavailable gradients); Athalye et al. 2018 §4.1 (shattered gradients, BPDA)")
+    p = m.probes
+    counts = {"unavailable": 0, "nonfinite": 0}
+    for r in _records(m):
+        counts["unavailable"] = max(counts["unavailable"], int(r.metrics.extra.get("gradient_unavailable", 0)))
+        counts["nonfinite"] = max(counts["nonfinite"], int(r.metrics.extra.get("gradient_nonfinite", 0)))
+    if p is None and not _records(m):
+        return make(False, False)
+    evidence = {"grad_unavailable_share": p.grad_unavailable_share if p else None,
+                "grad_nonfinite_share": p.grad_nonfinite_share if p else None,
+                "attack_examples_unavailable": counts["unavailable"], "attack_examples_nonfinite": counts["nonfinite"]}
+    fired = bool(counts["unavailable"] or counts["nonfinite"]) or (
+        p is not None and (p.grad_unavailable_share > 0 or p.grad_nonfinite_share > 0))
+    return make(fired, True, **{k: v for k, v in evidence.items() if v is not None})
+
+
 RULES: list[Callable[["ModelAssessment"], Finding]] = [
     rule_fgsm_beats_pgd, rule_black_box_beats_white_box, rule_unbounded_attack_fails, rule_noise_beats_gradients,
-    rule_budget_does_not_break, rule_ce_vs_margin_gap, rule_probes, rule_apparent_vs_actual,
+    rule_budget_does_not_break, rule_ce_vs_margin_gap, rule_probes, rule_apparent_vs_actual, rule_randomized,
+    rule_gradients_unavailable,
 ]
 
 RULE_SUMMARY = {
     "R1": "FGSM beats PGD", "R2": "black-box beats the strongest white-box attack", "R3": "unbounded C&W below 99%",
     "R4": "noise finds what gradients missed", "R5": "accuracy rises with the budget",
     "R6": "cross-entropy far weaker than margin", "R7": "zero gradients / saturated softmax / inflated logits",
-    "R8": "claimed far above the worst case",
+    "R8": "claimed far above the worst case", "R9": "randomized model",
+    "R10": "input gradients unavailable or not finite",
 }
 
 
@@ -282,7 +323,7 @@ class Diagnosis:
         """The verdict for a table cell: the fired rule ids, or what was evaluated."""
         if self.fired:
             return f"masked? {' '.join(self.fired)}"
-        return f"none ({len(self.evaluated)}/8 rules)" if self.evaluated else "not diagnosed"
+        return f"none ({len(self.evaluated)}/{len(self.findings)} rules)" if self.evaluated else "not diagnosed"
 
 
 def diagnose(m: "ModelAssessment") -> Diagnosis:

@@ -155,6 +155,9 @@ class Probes:
     top2_gap_median: float
     sensitivity: float
     confidence_correct: float
+    grad_unavailable_share: float = 0.0
+    grad_nonfinite_share: float = 0.0
+    randomized_share: float = 0.0
     grad_l1_per_example: tuple[float, ...] = field(repr=False, default=())
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
@@ -163,6 +166,8 @@ class Probes:
         return cls(p["model_id"], p["dataset"], int(p["n"]), float(p["clean_acc"]), float(p["zero_grad_share"]),
                    float(p["saturated_share"]), float(p["logit_l1_median"]), float(p["top2_gap_median"]),
                    float(p["sensitivity"]), float(p["confidence_correct"]),
+                   float(p.get("grad_unavailable_share", 0.0)), float(p.get("grad_nonfinite_share", 0.0)),
+                   float(p.get("randomized_share", 0.0)),
                    tuple(float(v) for v in p.get("ce_grad_l1_per_example", ())), p)
 
 

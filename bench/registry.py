@@ -1,4 +1,4 @@
-"""Registries of defenses and attacks, discovered through entry points.
+"""Registries of defenses, attacks and architectures, discovered through entry points.
 
 Built-ins are declared in distill-bench's own pyproject under the same entry-point groups a third
 party uses (`distill_bench.defenses`, `distill_bench.attacks`), so there is one path for both.
@@ -130,3 +130,6 @@ class Registry(Generic[T]):
 
 DEFENSES: Registry = Registry("defense", "distill_bench.defenses", ("name", "Config", "requires", "train"))
 ATTACKS: Registry = Registry("attack", "distill_bench.attacks", ("name", "norms", "minimal_norm", "run"))
+# Architectures: a plugin registers an `bench.archs.ArchInfo` instance (name, description, build,
+# min_side, optional input_transform and base); built-ins live in bench.archs.ARCHS.
+ARCH_PLUGINS: Registry = Registry("architecture", "distill_bench.archs", ("name", "build", "min_side"))

@@ -83,6 +83,12 @@ CASES = {
     "rule_probes": (
         lambda: _model({}, probes(MODEL["model_id"], zero=0.9, saturated=1.0, logit_l1=6000.0), CLEAN),
         lambda: _model({}, probes(MODEL["model_id"], zero=0.0, saturated=0.1, logit_l1=60.0), CLEAN)),
+    "rule_randomized": (
+        lambda: _model({}, probes(MODEL["model_id"], randomized=0.4)),
+        lambda: _model({}, probes(MODEL["model_id"], randomized=0.0))),
+    "rule_gradients_unavailable": (
+        lambda: _model({}, probes(MODEL["model_id"], unavailable=1.0)),
+        lambda: _model({}, probes(MODEL["model_id"]))),
     "rule_apparent_vs_actual": (
         lambda: _model({("linf", 0.3): {"pgd": _acc(85), "square": _acc(0)}}),
         lambda: _model({("linf", 0.3): {"pgd": _acc(45), "square": _acc(44)}})),

@@ -50,6 +50,15 @@ class Attack:
     loss: ClassVar[str] = "unknown"  # a key of LOSSES
     single_step: ClassVar[bool] = False  # FGSM-like: one gradient step (a masking check, not an evaluation)
     in_all: ClassVar[bool] = True  # part of `--attacks all`; False for attacks the adaptive stage runs
+    # Does the attack follow the model's own input gradient? Then the harness skips it on examples
+    # whose gradient is unavailable (a finding, not a crash). BPDA brings its own backward pass.
+    needs_input_gradient: ClassVar[bool | None] = None  # None: gradient and ensemble roles do
+
+    @classmethod
+    def uses_input_gradient(cls) -> bool:
+        if cls.needs_input_gradient is not None:
+            return cls.needs_input_gradient
+        return cls.role in ("gradient", "ensemble", "unknown")
 
     @dataclass(frozen=True)
     class Config:

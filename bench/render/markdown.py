@@ -51,7 +51,7 @@ def _defense_cell(row: Row, link: bool) -> str:
 def _verdict_cell(row: Row) -> str:
     if row.fired:
         return "masked? " + " ".join(row.fired) + (" · adapted" if row.adapted else "")
-    return f"none ({len(row.evaluated)}/8 rules)" if row.evaluated else "not diagnosed"
+    return f"none ({len(row.evaluated)}/{len(RULE_SUMMARY)} rules)" if row.evaluated else "not diagnosed"
 
 
 def _claimed_header(table: Table) -> str:
@@ -69,12 +69,15 @@ def table_markdown(table: Table, link: bool) -> list[str]:
     lines: list[str] = []
     claimed_header = _claimed_header(table)
     uniform = claimed_header != "claimed"
+    # n goes in the page header when every row shares it; otherwise each row shows its own
+    sizes = {r.n_examples for r in table.rows}
+    n_col = [["n"], "r", lambda r: [str(r.n_examples)]] if len(sizes) > 1 else [[], "", lambda r: []]
     if table.ranked:
-        rows = [[f"{r.rank}{' ≈' if r.tied_with_above else ''}", _defense_cell(r, link), fmt_cell(r.clean),
+        rows = [[f"{r.rank}{' ≈' if r.tied_with_above else ''}", _defense_cell(r, link), *n_col[2](r), fmt_cell(r.clean),
                  fmt_cell(r.robust), fmt_cell(r.autoattack), _claimed_cell(r.claimed, uniform), _verdict_cell(r)]
                 for r in table.ranked]
-        lines += md_table(["rank", "defense", "clean", "robust (worst case)", "AutoAttack", claimed_header, "verdict"],
-                          "rlrrrrl", rows)
+        lines += md_table(["rank", "defense", *n_col[0], "clean", "robust (worst case)", "AutoAttack", claimed_header,
+                           "verdict"], "rl" + n_col[1] + "rrrrl", rows)
         if any(r.tied_with_above for r in table.ranked):
             lines += ["", "≈ statistically tied with the row above: their 95% intervals overlap."]
     else:
@@ -82,10 +85,11 @@ def table_markdown(table: Table, link: bool) -> list[str]:
     if table.unranked:
         lines += ["", f"**Not ranked** — robust accuracy is an upper bound (≤): the evaluation is incomplete, the "
                       "model is at chance, or its masking is not resolved.", ""]
-        rows = [[_defense_cell(r, link), fmt_cell(r.clean), fmt_cell(r.robust, upper=True), fmt_cell(r.autoattack),
-                 _claimed_cell(r.claimed, uniform), _verdict_cell(r), "; ".join(r.reasons)] for r in table.unranked]
-        lines += md_table(["defense", "clean", "robust (worst case)", "AutoAttack", claimed_header, "verdict",
-                           "why not ranked"], "lrrrrll", rows)
+        rows = [[_defense_cell(r, link), *n_col[2](r), fmt_cell(r.clean), fmt_cell(r.robust, upper=True),
+                 fmt_cell(r.autoattack), _claimed_cell(r.claimed, uniform), _verdict_cell(r), "; ".join(r.reasons)]
+                for r in table.unranked]
+        lines += md_table(["defense", *n_col[0], "clean", "robust (worst case)", "AutoAttack", claimed_header, "verdict",
+                           "why not ranked"], "l" + n_col[1] + "rrrrll", rows)
     return lines
 
 
