@@ -70,7 +70,7 @@ FAMILIES: dict[str, tuple[Prescription, ...]] = {
 }
 
 
-def _norms(attack: str) -> frozenset[str]:
+def attack_norms(attack: str) -> frozenset[str]:
     try:
         from bench.registry import ATTACKS
 
@@ -84,14 +84,14 @@ def prescriptions(fired: list[str], norm: str) -> list[Prescription]:
     out: list[Prescription] = []
     for rule in fired:
         for p in FAMILIES.get(rule, ()):
-            if norm in _norms(p.attack) and p not in out:
+            if norm in attack_norms(p.attack) and p not in out:
                 out.append(p)
     return out
 
 
 def unanswered(fired: list[str], norm: str) -> list[str]:
     """Fired rules with no adaptive attack available at `norm` (e.g. every rule at L0 today)."""
-    return [rule for rule in fired if not any(norm in _norms(p.attack) for p in FAMILIES.get(rule, ()))]
+    return [rule for rule in fired if not any(norm in attack_norms(p.attack) for p in FAMILIES.get(rule, ()))]
 
 
 def missing(fired: list[str], norm: str, records: list[Record]) -> list[Prescription]:

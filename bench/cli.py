@@ -169,8 +169,19 @@ def _adaptive_stage(args, session, nodes, attack_names, log, rounds: int = 2) ->
 
     if args.no_adaptive:
         return
+    from bench.registry import DEFENSES
+
     budgets = sorted({(b.norm, b.eps) for _, b in budget_plan(args, attack_names, session.family)})
     by_id = {node.model_id: node for node in nodes}
+    for node in nodes:  # what each defense declares for its own models, flagged or not
+        declared = [adaptive.Prescription(a, dict(c)) for a, c in
+                    DEFENSES.get(node.defense).obj().adaptive_attacks(node.config)]
+        for p in declared:
+            for threat in budgets:
+                if threat[0] in adaptive.attack_norms(p.attack):
+                    log(f"adapt   {node.label:<40} {p.label} at {threat[0]} {threat[1]:g} (declared by {node.defense})")
+                    session.runner.record(node, p.attack, dict(p.config), Budget(*threat), args.n_eval, args.seed,
+                                          adaptive=[f"declared by {node.defense}"])
     for _ in range(rounds):
         ran = 0
         assessments = assess(ResultSet.from_store(session.store, args.dataset), set(by_id))

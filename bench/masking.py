@@ -225,20 +225,37 @@ def rule_probes(m: "ModelAssessment") -> Finding:
 
 
 def rule_apparent_vs_actual(m: "ModelAssessment") -> Finding:
+    """A large gap between the claimed number and the worst case is masking only when no stronger
+    *gradient* attack closes it: if one does (APGD, a margin loss, AutoAttack), the claimed attack
+    was merely weak, which the finding reports without firing (Pintor et al. 2022 tell the two
+    apart the same way). AutoAttack counts as a gradient attack here although it ends with Square:
+    its per-component outcomes are not kept yet."""
     make = _finding("R8", "the defense's own evaluation claims far more than the worst case",
-                    "claimed (PGD-CE, or softmax JSMA at L0) − worst case > 20 points, McNemar p < 0.05",
-                    "Athalye et al. 2018 §1 (apparent vs actual robustness)")
-    hits, seen = {}, False
+                    "claimed (PGD-CE, or softmax JSMA at L0) − worst case > 20 points, McNemar p < 0.05, and no "
+                    "stronger gradient attack within 20 points of the worst case",
+                    "Athalye et al. 2018 §1 (apparent vs actual robustness); Pintor et al. 2022 (weak attack)")
+    hits, weak, seen = {}, {}, False
     for t in m.threats.values():
         claimed = t.claimed
         if claimed is None or len(t.attacks) < 2:
             continue
         seen = True
         gap = _compare(claimed, t.worst_survived, 0.20)
-        if gap.exceeds(0.20):
-            hits[_threat_name(t)] = {claimed.key: round(claimed.accuracy.value, 4),
-                                     "worst_case": round(t.worst.value, 4), "paired": gap.to_json()}
-    return make(bool(hits), seen, **hits)
+        if not gap.exceeds(0.20):
+            continue
+        stronger = _strongest(t, lambda a: (is_iterative_gradient(a) and not is_ce_family(a))
+                              or a.info.role == "ensemble")
+        entry = {claimed.key: round(claimed.accuracy.value, 4), "worst_case": round(t.worst.value, 4),
+                 "paired": gap.to_json()}
+        if stronger is not None and not _compare(stronger, t.worst_survived, 0.20).exceeds(0.20):
+            weak[_threat_name(t)] = {**entry, "closed_by": stronger.key,
+                                     stronger.key: round(stronger.accuracy.value, 4)}
+        else:
+            hits[_threat_name(t)] = entry
+    evidence = dict(hits)
+    if weak:
+        evidence["weak attack, not masking"] = {k: v["closed_by"] for k, v in weak.items()}
+    return make(bool(hits), seen, **evidence)
 
 
 def _records(m: "ModelAssessment"):

@@ -76,6 +76,13 @@ class Defense:
     def train(self, cfg, ctx: TrainContext, upstream: Mapping[str, nn.Module]) -> nn.Module:
         raise NotImplementedError
 
+    def adaptive_attacks(self, cfg) -> Sequence[tuple[str, Mapping[str, Any]]]:
+        """Attacks adapted to this defense (Tramèr et al. 2020), as (attack name, config overrides):
+        the adaptive stage of `bench run` runs them on every model of this defense, at every budget
+        whose norm the attack supports, besides what the masking rules call for. A non-differentiable
+        part of the forward declares its BPDA approximation on its architecture (bench/archs.py)."""
+        return ()
+
     def label(self, cfg) -> str:
         """A short row label for the leaderboard: the name plus the config fields that differ
         from their defaults (training length excluded)."""

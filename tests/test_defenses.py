@@ -167,3 +167,11 @@ def test_example_plugin_package_installs_and_runs_end_to_end(tmp_path):
                                   "--out", str(tmp_path / "runs")], capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr
     assert "label-smoothing" in run.stdout
+    # the attack the plugin declares for its models ran in the adaptive stage, marked as such
+    records = [__import__("json").loads(p.read_text()) for p in (tmp_path / "runs" / "records").glob("*/record.json")]
+    declared = [r for r in records if r.get("adaptive")]
+    assert [r["spec"]["attack"]["name"] for r in declared] == ["pgd-margin"]
+    assert declared[0]["spec"]["attack"]["config"]["restarts"] == 3
+    assert declared[0]["adaptive"]["rules"] == ["declared by label-smoothing"]
+    archs = subprocess.run(bench + ["list", "archs"], capture_output=True, text=True, env=env)
+    assert "acme-quantized-papernot-mnist" in archs.stdout, archs.stdout + archs.stderr

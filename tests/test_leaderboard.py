@@ -94,7 +94,7 @@ def test_only_fully_evaluated_above_chance_unflagged_rows_are_ranked(board):
     assert set(ranked) == {"adversarial-training (epochs=5, pgd_steps=10)", "vanilla (epochs=5)"}
     assert [r.rank for r in table.ranked] == [1, 2]
     assert unranked["defensive-distillation (epochs=5)"].reasons[0].startswith(
-        "masking suspected (R6, R7, R8), not resolved: adaptive attacks not run: apgd (component=apgd-t)")
+        "masking suspected (R6, R7), not resolved: adaptive attacks not run: apgd (component=apgd-t)")
     assert any("not above chance" in reason for reason in unranked["vanilla (epochs=1)"].reasons)
     half = unranked["trades (epochs=5)"]
     assert any(reason.startswith("missing AutoAttack standard") for reason in half.reasons)

@@ -167,7 +167,11 @@ def vanilla_probes(digits, digits_models):
 
 def test_defensive_distillation_is_flagged(digits, digits_models, vanilla_probes):
     diagnosis = _diagnose(digits_models["student"], digits, vanilla_probes)
-    assert {"R6", "R7", "R8"} <= set(diagnosis.fired), diagnosis.verdict
+    assert {"R6", "R7"} <= set(diagnosis.fired), diagnosis.verdict
+    # PGD-CE's claim is far above the worst case, but a margin-loss gradient attack closes the gap:
+    # R8 reports a weak attack rather than firing twice for the same saturation
+    r8 = next(f for f in diagnosis.findings if f.rule == "R8")
+    assert r8.evaluated and "weak attack, not masking" in r8.evidence
 
 
 @pytest.mark.parametrize("wrap, expected", [(_saturating, {"R6", "R7"}), (QuantizedInput, {"R2", "R7"})])
