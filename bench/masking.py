@@ -206,20 +206,27 @@ def rule_ce_vs_margin_gap(m: "ModelAssessment") -> Finding:
 
 
 def rule_probes(m: "ModelAssessment") -> Finding:
+    """Zero gradients are measured on the DLR loss, as AutoAttack's check_zero_gradients does: DLR is
+    invariant to the logits' scale, so a long-trained undefended model whose confident softmax
+    rounds the cross-entropy gradient to zero does not trip it. Saturation and logit size are judged
+    against the undefended reference of the same spec where the store has it."""
     make = _finding("R7", "vanishing gradients, saturated softmax, or inflated logits",
-                    "zero CE gradient > 10%, or softmax = 1.0 on > 50%, or median logit L1 > 10× the undefended "
-                    "reference's (vanilla, same dataset, arch, seed and epochs)",
+                    "zero DLR gradient on > 10% of inputs; or softmax = 1.0 on > 50% of inputs and > 30 points more "
+                    "than the undefended reference (vanilla, same dataset, base arch, seed and epochs); or median "
+                    "logit L1 > 10× the reference's",
                     "Carlini & Wagner 2016 (§4: L1 logit norm 482 vs 5.8); Croce & Hein 2020 (check_zero_gradients)")
     p = m.probes
     if p is None:
         return make(False, False)
-    evidence = {"zero_grad_share": p.zero_grad_share, "saturated_share": p.saturated_share,
-                "logit_l1_median": p.logit_l1_median}
-    fired = p.zero_grad_share > 0.10 or p.saturated_share > 0.50
-    if m.reference_probes is not None:
-        ratio = p.logit_l1_median / max(m.reference_probes.logit_l1_median, 1e-12)
-        evidence["logit_l1_vs_reference"] = ratio
-        evidence["reference_model"] = m.reference_probes.model_id
+    evidence = {"zero_dlr_grad_share": p.zero_dlr_grad_share, "zero_ce_grad_share": p.zero_grad_share,
+                "saturated_share": p.saturated_share, "logit_l1_median": p.logit_l1_median}
+    ref = m.reference_probes
+    saturated = p.saturated_share > 0.50 and (ref is None or p.saturated_share > ref.saturated_share + 0.30)
+    fired = p.zero_dlr_grad_share > 0.10 or saturated
+    if ref is not None:
+        ratio = p.logit_l1_median / max(ref.logit_l1_median, 1e-12)
+        evidence.update(logit_l1_vs_reference=ratio, reference_saturated_share=ref.saturated_share,
+                        reference_model=ref.model_id)
         fired = fired or ratio > 10
     return make(fired, True, **evidence)
 

@@ -3,6 +3,8 @@ mechanics of gradient masking, recorded per model and used by the masking diagno
 
 - zero_grad_share: inputs whose cross-entropy input gradient is exactly zero in float32
   (a saturated softmax: gradient attacks on CE have nothing to follow);
+- zero_dlr_grad_share: inputs whose DLR-loss input gradient is exactly zero (AutoAttack's
+  check_zero_gradients: DLR is invariant to the logits' scale, so a zero here is not saturation);
 - saturated_share: inputs whose top softmax probability rounds to 1.0 in float32;
 - logit_l1_median, top2_gap_median: the size of the logits (Carlini & Wagner 2016: ~482 for a
   distilled MNIST net vs ~5.8 undistilled) and the margin between the two largest;
@@ -19,7 +21,27 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-PROBE_VERSION = 2
+PROBE_VERSION = 3
+
+
+def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Croce & Hein 2020's difference-of-logits ratio, per example (scale invariant)."""
+    sorted_logits, _ = logits.sort(dim=1)
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
+    return -(true - others) / (sorted_logits[:, -1] - sorted_logits[:, -3] + 1e-12)
+
+
+def _dlr_gradient(model, xb, yb):
+    if model(xb[:1]).shape[1] < 3:
+        return None
+    xg = xb.detach().clone().requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            grad, = torch.autograd.grad(dlr_loss(model(xg), yb).sum(), xg, allow_unused=True)
+    except RuntimeError:
+        return None
+    return grad
 
 
 def _input_gradients(model, xb, yb):
@@ -40,13 +62,16 @@ def _input_gradients(model, xb, yb):
 def probe_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
                 batch_size: int = 500) -> dict:
     model.eval()
-    zero, saturated, correct, unavailable, nonfinite, random = [], [], [], [], [], []
+    zero, zero_dlr, saturated, correct, unavailable, nonfinite, random = [], [], [], [], [], [], []
     logit_l1, gap, conf, sens, grad_l1 = [], [], [], [], []
     for start in range(0, len(y), batch_size):
         xb = x[start : start + batch_size].to(device)
         yb = y[start : start + batch_size].to(device)
         ce_grad, sum_grad, logits = _input_gradients(model, xb, yb)
+        dlr_grad = _dlr_gradient(model, xb, yb)
         with torch.no_grad():
+            zero_dlr.append(torch.zeros(len(yb), dtype=torch.bool, device=xb.device) if dlr_grad is None
+                            else (dlr_grad.flatten(1).abs().amax(1) == 0))
             random.append((model(xb).float() != logits.float()).any(1))
             logits = logits.float()
             probs = F.softmax(logits, dim=1)
@@ -73,6 +98,7 @@ def probe_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device
         "n": int(len(y)),
         "clean_acc": float(correct_t.float().mean()),
         "zero_grad_share": float(cat(zero).float().mean()),
+        "zero_dlr_grad_share": float(cat(zero_dlr).float().mean()),
         "grad_unavailable_share": float(cat(unavailable).float().mean()),
         "grad_nonfinite_share": float(cat(nonfinite).float().mean()),
         "randomized_share": float(cat(random).float().mean()),

@@ -158,6 +158,7 @@ class Probes:
     grad_unavailable_share: float = 0.0
     grad_nonfinite_share: float = 0.0
     randomized_share: float = 0.0
+    zero_dlr_grad_share: float = 0.0
     grad_l1_per_example: tuple[float, ...] = field(repr=False, default=())
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
@@ -167,7 +168,7 @@ class Probes:
                    float(p["saturated_share"]), float(p["logit_l1_median"]), float(p["top2_gap_median"]),
                    float(p["sensitivity"]), float(p["confidence_correct"]),
                    float(p.get("grad_unavailable_share", 0.0)), float(p.get("grad_nonfinite_share", 0.0)),
-                   float(p.get("randomized_share", 0.0)),
+                   float(p.get("randomized_share", 0.0)), float(p.get("zero_dlr_grad_share", 0.0)),
                    tuple(float(v) for v in p.get("ce_grad_l1_per_example", ())), p)
 
 

@@ -14,6 +14,11 @@ def test_probes_expose_the_mechanics_of_distillation(digits, digits_models):
     assert distilled["logit_l1_median"] > 20 * vanilla["logit_l1_median"]
     assert distilled["ce_grad_l1"]["median"] == 0.0 < vanilla["ce_grad_l1"]["median"]
     assert len(distilled["ce_grad_l1_per_example"]) == len(digits.y_test)
+    # the DLR loss (AutoAttack's zero-gradient check) is scale invariant: distillation's saturation
+    # zeroes the cross-entropy gradient, not the DLR one
+    assert distilled["zero_dlr_grad_share"] < 0.1 < distilled["zero_grad_share"]
+    assert vanilla["randomized_share"] == distilled["randomized_share"] == 0.0
+    assert vanilla["grad_unavailable_share"] == vanilla["grad_nonfinite_share"] == 0.0
 
 
 def test_budget_sweep_gives_a_security_curve_table_and_plot(tmp_path, capsys):
