@@ -12,10 +12,11 @@ Families (rule → attacks):
 - saturated softmax / cross-entropy far weaker than margin / claimed far above the worst case
   (R1, R6, R7, R8): losses that a saturated softmax cannot blind: APGD-T (targeted DLR, scale
   invariant), PGD on the margin loss with 5 restarts, PGD on cross-entropy of logits rescaled so
-  the softmax no longer saturates (Carlini & Wagner 2016);
+  the softmax no longer saturates (Carlini & Wagner 2016); at L0, JSMA on logits;
 - black-box or noise beats white-box, unbounded attack fails, accuracy rises with ε (R2, R3, R4,
   R5): the symptoms of shattered or obfuscated gradients: Square at its full 5,000 queries with 3
-  restarts, and transfer from the undefended model of the same spec (its base architecture);
+  restarts, and transfer from the undefended model of the same spec (its base architecture); at L0,
+  Sparse-RS with 5,000 queries;
 - input gradients unavailable or not finite (R10): BPDA through the architecture's declared
   approximation of its input transform (or the identity), plus the two above;
 - a randomized model (R9): expectation over transformation (Athalye et al. 2018): PGD on the margin
@@ -48,10 +49,12 @@ SATURATION = (
     Prescription("apgd", {"component": "apgd-t"}),
     Prescription("pgd-margin", {"restarts": 5}),
     Prescription("pgd-margin", {"loss": "scaled-ce"}),
+    Prescription("jsma", {"use_logits": True}),  # L0
 )
 SHATTERED = (
     Prescription("square", {"restarts": 3}),
     Prescription("transfer", {}),
+    Prescription("sparse-rs", {"n_queries": 5000}),  # L0
 )
 UNAVAILABLE = (
     Prescription("bpda", {}),

@@ -34,10 +34,11 @@ def _row(adapted: bool):
     return m, build_board({DD["model_id"]: m}).pages[0].tables[0].rows[0]
 
 
-def test_saturation_rules_prescribe_logit_losses_and_l0_has_none_yet():
+def test_each_symptom_prescribes_its_attacks_per_norm():
     names = [p.label for p in adaptive.prescriptions(["R6"], "linf")]
     assert names == ["apgd (component=apgd-t)", "pgd-margin (restarts=5)", "pgd-margin (loss=scaled-ce)"]
-    assert adaptive.prescriptions(["R6"], "l0") == [] and adaptive.unanswered(["R6"], "l0") == ["R6"]
+    assert [p.label for p in adaptive.prescriptions(["R6"], "l0")] == ["jsma (use_logits=True)"]
+    assert adaptive.unanswered(["R9"], "l0") == ["R9"] and adaptive.unanswered(["R6"], "l0") == []
     assert [p.attack for p in adaptive.prescriptions(["R2"], "l2")] == ["square", "transfer"]
 
 
