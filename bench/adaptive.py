@@ -16,7 +16,8 @@ Families (rule → attacks):
 - black-box or noise beats white-box, unbounded attack fails, accuracy rises with ε (R2, R3, R4,
   R5): the symptoms of shattered or obfuscated gradients: Square at its full 5,000 queries with 3
   restarts, and transfer from the undefended model of the same spec (its base architecture); at L0,
-  Sparse-RS with 5,000 queries;
+  Sparse-RS with 5,000 queries; for a distilled model, transfer from its own teacher at the
+  teacher's temperature (Carlini & Wagner 2016);
 - input gradients unavailable or not finite (R10): BPDA through the architecture's declared
   approximation of its input transform (or the identity), plus the two above;
 - a randomized model (R9): expectation over transformation (Athalye et al. 2018): PGD on the margin
@@ -35,6 +36,7 @@ from bench.records import Record
 class Prescription:
     attack: str
     config: Mapping[str, Any] = field(default_factory=dict)  # overrides of the attack's defaults
+    needs_teacher: bool = False  # only for models distilled from an upstream teacher
 
     @property
     def label(self) -> str:
@@ -54,13 +56,10 @@ SATURATION = (
 SHATTERED = (
     Prescription("square", {"restarts": 3}),
     Prescription("transfer", {}),
+    Prescription("transfer", {"source": "teacher"}, needs_teacher=True),
     Prescription("sparse-rs", {"n_queries": 5000}),  # L0
 )
-UNAVAILABLE = (
-    Prescription("bpda", {}),
-    Prescription("square", {"restarts": 3}),
-    Prescription("transfer", {}),
-)
+UNAVAILABLE = (Prescription("bpda", {}),) + SHATTERED
 RANDOMIZED = (
     Prescription("pgd-margin", {"eot_draws": 20}),
     Prescription("apgd", {"component": "apgd-ce", "eot_iter": 20}),
@@ -82,12 +81,12 @@ def attack_norms(attack: str) -> frozenset[str]:
         return frozenset()
 
 
-def prescriptions(fired: list[str], norm: str) -> list[Prescription]:
+def prescriptions(fired: list[str], norm: str, has_teacher: bool = False) -> list[Prescription]:
     """The adaptive attacks the fired rules call for at `norm` (each once)."""
     out: list[Prescription] = []
     for rule in fired:
         for p in FAMILIES.get(rule, ()):
-            if norm in attack_norms(p.attack) and p not in out:
+            if norm in attack_norms(p.attack) and p not in out and (has_teacher or not p.needs_teacher):
                 out.append(p)
     return out
 
@@ -97,6 +96,6 @@ def unanswered(fired: list[str], norm: str) -> list[str]:
     return [rule for rule in fired if not any(norm in attack_norms(p.attack) for p in FAMILIES.get(rule, ()))]
 
 
-def missing(fired: list[str], norm: str, records: list[Record]) -> list[Prescription]:
+def missing(fired: list[str], norm: str, records: list[Record], has_teacher: bool = False) -> list[Prescription]:
     """Prescriptions at this budget that no record answers yet."""
-    return [p for p in prescriptions(fired, norm) if not any(p.matches(r) for r in records)]
+    return [p for p in prescriptions(fired, norm, has_teacher) if not any(p.matches(r) for r in records)]

@@ -266,7 +266,7 @@ class ModelAssessment:
             unanswered = adaptive.unanswered(fired, t.norm)
             if unanswered:
                 why.append(f"no adaptive attack for {', '.join(unanswered)} at {t.norm} yet")
-            todo = adaptive.missing(fired, t.norm, t.records)
+            todo = adaptive.missing(fired, t.norm, t.records, self.has_teacher)
             if todo:
                 why.append("adaptive attacks not run: " + ", ".join(p.label for p in todo))
             reasons.append(f"masking suspected ({', '.join(fired)}), not resolved: {'; '.join(why)}")
@@ -278,7 +278,12 @@ class ModelAssessment:
             return False
         t = self.threats[threat]
         fired = self.diagnosis.fired
-        return not adaptive.unanswered(fired, t.norm) and not adaptive.missing(fired, t.norm, t.records)
+        return not adaptive.unanswered(fired, t.norm) and not adaptive.missing(fired, t.norm, t.records,
+                                                                              self.has_teacher)
+
+    @property
+    def has_teacher(self) -> bool:
+        return "teacher" in self.info.upstream
 
 
 def _base(arch: str) -> str:

@@ -193,7 +193,7 @@ def _adaptive_stage(args, session, nodes, attack_names, log, rounds: int = 2) ->
                 t = m.threats.get(threat)
                 if t is None:
                     continue
-                for p in adaptive.missing(fired, threat[0], t.records):
+                for p in adaptive.missing(fired, threat[0], t.records, m.has_teacher):
                     log(f"adapt   {by_id[model_id].label:<40} {p.label} at {threat[0]} {threat[1]:g} "
                         f"(answers {', '.join(fired)})")
                     session.runner.record(by_id[model_id], p.attack, dict(p.config), Budget(*threat), args.n_eval,

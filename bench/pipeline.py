@@ -159,10 +159,15 @@ class Runner:
         if getattr(attack_cls, "surrogate", None):  # e.g. transfer: crafted on the vanilla node
             from bench.archs import base_arch
 
-            # trained on the undefended base architecture: a wrapper's input transform or custom
-            # backward must not be inherited by the surrogate
-            surrogate = plan_model(attack_cls.surrogate, {}, arch=base_arch(node.arch), dataset=node.dataset,
-                                   seed=node.seed, epochs=self.epochs)
+            if getattr(attack.cfg, "source", "vanilla") == "teacher" and "teacher" in node.upstream:
+                surrogate = node.upstream["teacher"]
+                attack.surrogate_temperature = float(getattr(surrogate.config, "temperature", 1.0))
+                attack_config["surrogate_temperature"] = attack.surrogate_temperature
+            else:
+                # trained on the undefended base architecture: a wrapper's input transform or custom
+                # backward must not be inherited by the surrogate
+                surrogate = plan_model(attack_cls.surrogate, {}, arch=base_arch(node.arch), dataset=node.dataset,
+                                       seed=node.seed, epochs=self.epochs)
             attack_config["surrogate_model_id"] = surrogate.model_id
         x, y = self.dataset.eval_slice(n_eval)
         spec = AttackSpec(node.model_id, attack_name, attack_config, budget, self.dataset.name, "test", len(y), seed)

@@ -65,3 +65,16 @@ def test_bench_run_escalates_a_flagged_model_and_ranks_it_after_adaptation(tmp_p
     assert dd["robust"]["value"] <= dd["robust_before_adaptation"]["value"] < dd["claimed"]["value"]
     adaptive_records = [json.loads(p.read_text()) for p in (out / "records").glob("*/record.json")]
     assert sum(1 for r in adaptive_records if r.get("adaptive")) >= 3
+
+
+def test_transfer_from_the_teacher_at_its_temperature(tmp_path):
+    """For a distilled model the adaptive stage can craft on its own teacher, at the teacher's T."""
+    out = tmp_path / "runs"
+    assert main(["run", "--defense", "defensive-distillation", "--attacks", "transfer", "--set",
+                 "transfer.source=teacher", "--norm", "linf", "--out", str(out), "--dataset", "digits", "--epochs",
+                 "30", "--n-eval", "30", "--quiet", "--no-adaptive"]) == 0
+    record = json.loads(next((out / "records").glob("*/record.json")).read_text())
+    spec = json.loads((out / "models" / record["model_id"] / "spec.json").read_text())
+    cfg = record["spec"]["attack"]["config"]
+    assert cfg["surrogate_model_id"] == spec["upstream"]["teacher"] and cfg["surrogate_temperature"] == 100.0
+    assert record["metrics"]["success_rate"] > 0.5  # the tempered teacher's gradients transfer
