@@ -84,6 +84,8 @@ class AttackSummary:
         return Accuracy(int(self.fooled_any_size[attacked].sum()), int(len(attacked)))
 
     clean_correct: pd.Series = field(default=None)
+    # which component broke each example, for an ensemble that reports it (AutoAttack); None otherwise
+    broken_by: pd.Series | None = None
 
 
 @dataclass
@@ -181,8 +183,13 @@ def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame])
         labels.loc[common] = f["label"].astype(int)
         fooled = clean_r & (f["adv_pred"].astype(int) != f["label"].astype(int))
         key = _attack_key(r, losses_by_name)
-        slot = per_attack.setdefault(key, {"records": [], "survived": None, "fooled": None, "clean": None})
+        slot = per_attack.setdefault(key, {"records": [], "survived": None, "fooled": None, "clean": None,
+                                            "broken_by": None})
         slot["records"].append(r)
+        if "adapter_broken_by" in f.columns:
+            by = f["adapter_broken_by"].fillna("").astype(str)
+            slot["broken_by"] = by if slot["broken_by"] is None else slot["broken_by"].combine_first(
+                by.where(by != "")).reindex(slot["broken_by"].index.union(by.index)).fillna("")
         if slot["survived"] is None:
             slot["survived"], slot["fooled"], slot["clean"] = adv_r, fooled, clean_r
         else:
@@ -194,7 +201,7 @@ def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame])
     before = before & clean
     attacks = {
         key: AttackSummary(key, slot["records"][0].attack, sorted(slot["records"], key=lambda r: r.record_id),
-                           slot["survived"] & slot["clean"], slot["fooled"], slot["clean"])
+                           slot["survived"] & slot["clean"], slot["fooled"], slot["clean"], slot["broken_by"])
         for key, slot in sorted(per_attack.items())
     }
     counts = labels.value_counts()

@@ -154,6 +154,7 @@ def run_attack(
     bar = tqdm(total=len(todo), desc=desc or f"{attack.name} {budget}", disable=True if quiet else None, unit="ex", leave=False,
                dynamic_ncols=True)
     skipped = nonfinite_replaced = 0
+    adapter_columns: dict[str, list] = {}  # what an adapter reports per example (e.g. AutoAttack's broken_by)
     for start in range(0, len(todo), batch_size):
         idx = todo[start : start + batch_size]
         xb, yb = x[idx].to(device), y[idx].to(device)
@@ -166,6 +167,11 @@ def run_attack(
         else:
             x_adv = attack.run(model, xb.clone(), yb.clone(), budget=budget, num_classes=num_classes,
                                generator=generator)  # the adapter gets its own copy of the inputs
+            for column, values in (getattr(attack, "last_per_example", None) or {}).items():
+                if len(values) == len(idx):
+                    slot = adapter_columns.setdefault(column, [""] * len(y))
+                    for i, v in zip(idx.tolist(), values):
+                        slot[i] = v
             if isinstance(x_adv, torch.Tensor) and x_adv.shape == xb.shape:
                 bad_rows = ~torch.isfinite(x_adv.detach().flatten(1)).all(1).cpu()
                 if bad_rows.any():
@@ -204,6 +210,7 @@ def run_attack(
         "adv_correct": adv_correct.numpy(),
         "perturbation": sizes.numpy(),
         "gradient": grad_status,
+        **{f"adapter_{column}": values for column, values in sorted(adapter_columns.items())},
     })
     n_correct = int(clean_correct.sum())
     successful = sizes[fooled_any_size]

@@ -99,14 +99,49 @@ def rule_fgsm_beats_pgd(m: "ModelAssessment") -> Finding:
     return make(bool(hits), seen, **hits)
 
 
+BLACK_BOX_COMPONENTS = ("square",)  # AutoAttack's components that use no gradient
+
+
 def rule_black_box_beats_white_box(m: "ModelAssessment") -> Finding:
-    """As AutoAttack's check_square_sr: the best black-box or transfer attack against the strongest
-    iterative white-box gradient attack (the AutoAttack ensemble is left out: it contains Square)."""
+    """As AutoAttack's check_square_sr. Where AutoAttack reported which component broke each example,
+    its white-box components (APGD-CE, APGD-T, FAB-T) join the white-box side and its Square the
+    black-box side, and the rule asks AutoAttack's question: did black-box attacks break examples that
+    *every* white-box attack left robust (share > 0.2 points, exact binomial p < 0.05)? Otherwise it
+    compares the best black-box or transfer attack with the strongest iterative white-box attack on
+    the same examples (McNemar)."""
     make = _finding("R2", "black-box or transfer beats the strongest white-box attack",
-                    "best black-box leaves > 0.2 points less than the best white-box, McNemar p < 0.05",
+                    "examples broken only by black-box attacks > 0.2 points (with AutoAttack's components), or the "
+                    "best black-box leaves > 0.2 points less than the best white-box; p < 0.05",
                     "Croce & Hein 2020 (check_square_sr, 0.2 points); Athalye et al. 2018 §6")
     hits, seen = {}, False
     for t in m.threats.values():
+        ensembles = [a for a in t.attacks.values() if a.info.role == "ensemble" and a.broken_by is not None]
+        blacks = [a for a in t.attacks.values() if a.info.role in ("black-box", "transfer")]
+        whites = [a for a in t.attacks.values() if is_iterative_gradient(a)]
+        if ensembles:
+            seen = True
+            white_ok = None
+            for a in whites:
+                white_ok = a.survived if white_ok is None else (white_ok & a.survived.reindex(white_ok.index,
+                                                                                            fill_value=True))
+            black_broke = None
+            for e in ensembles:
+                by = e.broken_by.reindex(e.survived.index, fill_value="")
+                w = e.survived | by.isin(BLACK_BOX_COMPONENTS)  # survived AutoAttack's white-box components
+                b = by.isin(BLACK_BOX_COMPONENTS)
+                white_ok = w if white_ok is None else (white_ok.reindex(w.index, fill_value=True) & w)
+                black_broke = b if black_broke is None else (black_broke | b.reindex(black_broke.index, fill_value=False))
+            for a in blacks:
+                b = ~a.survived
+                black_broke = black_broke.reindex(black_broke.index.union(b.index), fill_value=False) | \
+                    b.reindex(black_broke.index.union(b.index), fill_value=False)
+            white_ok, black_broke = _aligned(white_ok, black_broke)
+            only_black = int((white_ok & black_broke).sum())
+            n = len(white_ok)
+            p = rate_exceeds(only_black, n, 0.002)
+            if n and only_black / n > 0.002 and p < ALPHA:
+                hits[_threat_name(t)] = {"broken_only_by_black_box": only_black, "n": n, "p": float(f"{p:.3g}")}
+            continue
         black = _strongest(t, lambda a: a.info.role in ("black-box", "transfer"))
         white = _strongest(t, is_iterative_gradient)
         if black is None or white is None:

@@ -19,7 +19,8 @@ def model_spec(model_id: str, defense: str = "vanilla", config: dict | None = No
 
 def make_record(spec: dict, attack: str, norm: str, eps: float, survived, *, clean=None, labels=None,
                 attack_config: dict | None = None, start: int = 0, fooled_any_size=None,
-                command: str = "bench run (test)", adaptive: list[str] | None = None) -> tuple[dict, pd.DataFrame]:
+                command: str = "bench run (test)", adaptive: list[str] | None = None,
+                columns: dict | None = None) -> tuple[dict, pd.DataFrame]:
     """A record of `attack` on the model of `spec`: `survived[i]` is example start+i's adv_correct.
     `clean` defaults to all correct; `labels` to i % 10."""
     n = len(survived)
@@ -31,7 +32,7 @@ def make_record(spec: dict, attack: str, norm: str, eps: float, survived, *, cle
     clean_pred = [lab if c else (lab + 1) % 10 for lab, c in zip(labels, clean)]
     frame = pd.DataFrame({"index": range(start, start + n), "label": labels, "clean_pred": clean_pred,
                           "adv_pred": adv_pred, "clean_correct": clean, "adv_correct": survived,
-                          "perturbation": [0.1 if f else float("nan") for f in fooled]})
+                          "perturbation": [0.1 if f else float("nan") for f in fooled], **(columns or {})})
     attack_config = attack_config or {}
     rid = content_hash({"model": spec["model_id"], "attack": attack, "config": attack_config, "norm": norm,
                         "eps": eps, "start": start, "n": n})

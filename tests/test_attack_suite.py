@@ -114,6 +114,11 @@ def test_autoattack_is_at_least_as_strong_as_pgd_on_a_robust_model(digits, robus
     pgd_acc = attack(model, PGD(), digits, budget).metrics["robust_acc"]
     aa = attack(model, AutoAttackStandard(), digits, budget)
     assert aa.metrics["robust_acc"] <= pgd_acc
+    # which component broke each example is kept (the masking rules compare its Square with the rest)
+    by = aa.per_example["adapter_broken_by"].fillna("")
+    broken = aa.per_example["clean_correct"] & ~aa.per_example["adv_correct"]
+    assert set(by[broken]) <= {"apgd-ce", "apgd-t", "fab-t", "square"} and (by[broken] != "").all()
+    assert (by[~broken] == "").all()
     assert aa.metrics["robust_acc"] > 0.1  # the model is robust; AutoAttack did not just break everything
 
 

@@ -111,6 +111,28 @@ def test_rule_stays_quiet(rule):
     assert finding.evaluated and not finding.fired
 
 
+def _with_autoattack_components(square_broke: list[int], margin_survived: int):
+    """AutoAttack broke examples 0..59 with APGD-T and `square_broke` with its Square; pgd-margin
+    leaves the first `margin_survived` robust."""
+    by = ["apgd-t" if i < 60 else "" for i in range(100)]
+    for i in square_broke:
+        by[i] = "square"
+    aa_survived = [b == "" for b in by]
+    records = [make_record(MODEL, "autoattack", "linf", 0.3, aa_survived, columns={"adapter_broken_by": by}),
+               make_record(MODEL, "pgd-margin", "linf", 0.3, [i >= 60 and i < 60 + margin_survived or i >= 100
+                                                              for i in range(100)])]
+    return assess(result_set(records, [MODEL, REFERENCE]))[MODEL["model_id"]]
+
+
+def test_r2_with_autoattack_components_asks_autoattacks_own_question():
+    # Square inside AutoAttack broke 10 examples that every white-box attack left robust: masking
+    fired = RULE["rule_black_box_beats_white_box"](_with_autoattack_components(list(range(60, 70)), 40))
+    assert fired.fired and fired.evidence["linf 0.3"]["broken_only_by_black_box"] == 10
+    # Square broke 2 examples that pgd-margin had broken anyway (a TRADES-like model): not masking
+    quiet = RULE["rule_black_box_beats_white_box"](_with_autoattack_components([98, 99], 30))
+    assert quiet.evaluated and not quiet.fired
+
+
 def test_rules_without_data_are_not_evaluated():
     diagnosis = _model({}).diagnosis
     assert diagnosis.fired == [] and diagnosis.evaluated == []

@@ -53,8 +53,14 @@ class AutoAttackStandard(Attack):
     def __init__(self, cfg=None):
         super().__init__(cfg)
         self.notes: list[str] = []
+        self.last_per_example: dict[str, list] = {}
 
     def run(self, model, x, y, *, budget, num_classes, generator):
+        """The components one after another on the examples still robust, exactly as
+        run_standard_evaluation does (same settings, same seed per component), so that we know which
+        component broke each example: the masking rules compare AutoAttack's white-box components
+        with its Square (as its own check_square_sr does). Reported in `last_per_example['broken_by']`
+        (the harness stores it; the final x_adv is judged by the harness as always)."""
         from pyautoattack import AutoAttack
 
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
@@ -62,12 +68,28 @@ class AutoAttackStandard(Attack):
                             version=self.cfg.version, device=x.device, seed=seed)
         if num_classes < 10:  # APGD-T and FAB-T target the 9 classes after the true one
             attack.apgd_targeted.n_target_classes = attack.fab.n_target_classes = num_classes - 1
+        components = list(attack.attacks_to_run)
         logger = logging.getLogger("auto-attack")
         handler = LogCollector()
         logger.addHandler(handler)
+        x_adv = x.clone()
+        broken_by = [""] * len(x)
+        robust = torch.ones(len(x), dtype=torch.bool, device=x.device)
         try:
-            x_adv, _ = attack.run_standard_evaluation(x, y, batch_size=len(x))
+            for component in components:
+                idx = robust.nonzero().squeeze(1)
+                if len(idx) == 0:
+                    break
+                attack.attacks_to_run = [component]
+                adv, _ = attack.run_standard_evaluation(x[idx], y[idx], batch_size=len(idx))
+                with torch.no_grad():
+                    fooled = model(adv).argmax(1) != y[idx]
+                for i in idx[fooled].tolist():
+                    broken_by[i] = component
+                x_adv[idx[fooled]] = adv[fooled].detach()
+                robust[idx[fooled]] = False
         finally:
             logger.removeHandler(handler)
         self.notes.extend(m for m in handler.messages if m not in self.notes)
+        self.last_per_example = {"broken_by": broken_by}
         return x_adv.detach()
