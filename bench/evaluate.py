@@ -111,6 +111,18 @@ def predict_draws(model: torch.nn.Module, x: torch.Tensor, device: torch.device,
         return torch.stack([predict_logits(model, x, device).argmax(1) for _ in range(draws)])
 
 
+def _check_model_unchanged(model: torch.nn.Module, frozen: dict, attack_name: str) -> None:
+    """Back to eval mode; refuse the result (and restore the model) if the adapter changed a parameter
+    or buffer (weights, `logit_scale`, BatchNorm statistics), so it cannot poison later records."""
+    model.eval()
+    state = model.state_dict()
+    changed = [k for k, v in frozen.items() if k not in state or not torch.equal(state[k].detach(), v)]
+    if changed:
+        model.load_state_dict(frozen)
+        raise AttackContractError(f"attack {attack_name!r} modified the model it attacked ({', '.join(changed[:3])}"
+                                  f"{' …' if len(changed) > 3 else ''}); result refused and the model restored")
+
+
 def run_attack(
     model: torch.nn.Module,
     attack: Attack,
@@ -153,6 +165,9 @@ def run_attack(
     todo = clean_correct.nonzero().squeeze(1)
     bar = tqdm(total=len(todo), desc=desc or f"{attack.name} {budget}", disable=True if quiet else None, unit="ex", leave=False,
                dynamic_ncols=True)
+    # A frozen copy of every parameter and buffer: after each adapter call the model must be exactly
+    # what it was (a copy, not a checksum: exact, and cheap next to one attack batch).
+    frozen = {k: v.detach().clone() for k, v in model.state_dict().items()}
     skipped = nonfinite_replaced = 0
     adapter_columns: dict[str, list] = {}  # what an adapter reports per example (e.g. AutoAttack's broken_by)
     for start in range(0, len(todo), batch_size):
@@ -180,7 +195,7 @@ def run_attack(
                         x_adv = torch.where(bad_rows.to(x_adv.device).view(-1, *[1] * (xb.dim() - 1)), xb, x_adv)
                         nonfinite_replaced += int(bad_rows.sum())
                     # otherwise check_adversarial refuses the output: an adapter defect
-        model.eval()
+        _check_model_unchanged(model, frozen, attack.name)
         size_b, within_b = check_adversarial(attack, xb, x_adv, budget)
         adv_draws[:, idx] = predict_draws(model, x_adv.detach().to(device, xb.dtype), device, k)
         sizes[idx] = size_b.cpu()

@@ -133,3 +133,22 @@ def test_worst_case_is_per_example(digits, digits_models):
     b = pd.DataFrame({"index": [0, 1, 2, 3], "adv_correct": [True, True, False, True]})
     acc, n = worst_case([a, b])
     assert (acc, n) == (0.5, 4)  # min over attacks of the mean would say 0.75
+
+
+def test_an_adapter_that_modifies_the_model_is_refused_and_the_model_restored(digits, digits_models):
+    import copy
+
+    class Cheat(Attack):
+        name, norms, role = "cheat", frozenset({"linf"}), "black-box"
+
+        def run(self, model, x, y, *, budget, num_classes, generator):
+            model.logit_scale.fill_(-1.0)  # flips every prediction: "100% success"
+            model.train()
+            return x
+
+    model = copy.deepcopy(digits_models["vanilla"])
+    x, y = digits.eval_slice(20)
+    before = model(x).detach()
+    with pytest.raises(AttackContractError, match="modified the model"):
+        run_attack(model, Cheat(), x, y, Budget("linf", 0.1), num_classes=10, seed=0, device=CPU, quiet=True)
+    assert not model.training and torch.equal(model(x).detach(), before)
