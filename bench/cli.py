@@ -332,13 +332,20 @@ def cmd_eval(args, log) -> int:
         session = _Session(args, log)
         defenses = []
         nodes = []
+        def stored_node(mid: str, depth: int = 0) -> TrainNode:
+            """A model known by its id, with its stored upstream models (a teacher for transfer)."""
+            spec = session.store.model_spec(check_id(mid, "model id"))
+            cls = DEFENSES.get(spec["defense"]).obj
+            upstream = {role: stored_node(up, depth + 1) for role, up in spec.get("upstream", {}).items()
+                        if depth < 32 and session.store.has_model(up)}
+            return TrainNode(spec["defense"], apply_overrides(cls.Config(), spec["config"], spec["defense"]),
+                             spec["arch"], spec["dataset"], spec["seed"], upstream, stored_id=mid)
+
         for mid in args.model_id:
             spec = session.store.model_spec(check_id(mid, "--model-id"))
             if spec["dataset"] != args.dataset:
                 raise BenchInputError(f"model {mid} was trained on {spec['dataset']!r}; pass --dataset {spec['dataset']}")
-            cls = DEFENSES.get(spec["defense"]).obj
-            nodes.append(TrainNode(spec["defense"], apply_overrides(cls.Config(), spec["config"], spec["defense"]),
-                                   spec["arch"], spec["dataset"], spec["seed"], stored_id=mid))
+            nodes.append(stored_node(mid))
         _, per_attack = split_overrides(args.sets, defenses, attacks)
     else:
         defenses = DEFENSES.resolve(args.defense)

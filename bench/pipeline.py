@@ -166,8 +166,10 @@ class Runner:
             else:
                 # trained on the undefended base architecture: a wrapper's input transform or custom
                 # backward must not be inherited by the surrogate
+                # trained as long as the attacked model (`bench eval --model-id` has no --epochs of its own)
+                epochs = self.epochs if self.epochs is not None else getattr(node.config, "epochs", None)
                 surrogate = plan_model(attack_cls.surrogate, {}, arch=base_arch(node.arch), dataset=node.dataset,
-                                       seed=node.seed, epochs=self.epochs)
+                                       seed=node.seed, epochs=epochs)
             attack_config["surrogate_model_id"] = surrogate.model_id
         x, y = self.dataset.eval_slice(n_eval)
         spec = AttackSpec(node.model_id, attack_name, attack_config, budget, self.dataset.name, "test", len(y), seed)

@@ -78,3 +78,9 @@ def test_transfer_from_the_teacher_at_its_temperature(tmp_path):
     cfg = record["spec"]["attack"]["config"]
     assert cfg["surrogate_model_id"] == spec["upstream"]["teacher"] and cfg["surrogate_temperature"] == 100.0
     assert record["metrics"]["success_rate"] > 0.5  # the tempered teacher's gradients transfer
+    # a stored model attacked by id finds its stored teacher too
+    assert main(["eval", "--model-id", record["model_id"], "--attacks", "transfer", "--set", "transfer.source=teacher",
+                 "--set", "transfer.steps=10", "--norm", "linf", "--out", str(out), "--dataset", "digits",
+                 "--n-eval", "30", "--quiet", "--no-adaptive"]) == 0
+    configs = [json.loads(p.read_text())["spec"]["attack"]["config"] for p in (out / "records").glob("*/record.json")]
+    assert [c["surrogate_model_id"] for c in configs if c["steps"] == 10] == [spec["upstream"]["teacher"]]
