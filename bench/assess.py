@@ -130,8 +130,22 @@ class ThreatAssessment:
         return self._strongest(lambda a: a.info.role == "ensemble")
 
 
+def _default_loss(name: str) -> str | None:
+    try:
+        from bench.registry import ATTACKS
+
+        return ATTACKS.get(name).obj.loss_for({})
+    except Exception:  # an attack plugin no longer installed
+        return None
+
+
 def _attack_key(rec: Record, losses_by_name: dict[str, set]) -> str:
-    return rec.attack.name if len(losses_by_name[rec.attack.name]) == 1 else f"{rec.attack.name} ({rec.attack.loss})"
+    """The attack's name; with its loss when it ran with a loss other than its default (e.g.
+    `pgd-margin (logits)` for CE on rescaled logits), so a column means the same on every row."""
+    default = _default_loss(rec.attack.name)
+    if default is None:
+        default = sorted(losses_by_name[rec.attack.name])[0]
+    return rec.attack.name if rec.attack.loss == default else f"{rec.attack.name} ({rec.attack.loss})"
 
 
 def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame]) -> ThreatAssessment:
