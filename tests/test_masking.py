@@ -133,6 +133,21 @@ def test_r2_with_autoattack_components_asks_autoattacks_own_question():
     assert quiet.evaluated and not quiet.fired
 
 
+def test_r6_compares_losses_at_their_strongest_autoattacks_apgd_ce_included():
+    """PGD-CE (40 steps) leaves 80, APGD-T 30: on its own that is a 50-point CE-vs-margin gap. If
+    AutoAttack's APGD-CE alone already leaves only 35, cross-entropy was merely run weakly: no masking."""
+    def model(apgd_ce_breaks: int):
+        by = ["apgd-ce" if i < apgd_ce_breaks else ("apgd-t" if i < 70 else "") for i in range(100)]
+        records = [make_record(MODEL, "autoattack", "linf", 0.3, [b == "" for b in by], columns={"adapter_broken_by": by}),
+                   make_record(MODEL, "pgd", "linf", 0.3, _acc(80)[::-1]),
+                   make_record(MODEL, "apgd", "linf", 0.3, [i >= 70 for i in range(100)],
+                               attack_config={"component": "apgd-t"})]
+        return assess(result_set(records, [MODEL, REFERENCE]))[MODEL["model_id"]]
+
+    assert not RULE["rule_ce_vs_margin_gap"](model(65)).fired  # APGD-CE leaves 35: a weak PGD, not masking
+    assert RULE["rule_ce_vs_margin_gap"](model(5)).fired  # APGD-CE leaves 95 too: the loss is blind
+
+
 def test_rules_without_data_are_not_evaluated():
     diagnosis = _model({}).diagnosis
     assert diagnosis.fired == [] and diagnosis.evaluated == []
