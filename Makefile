@@ -5,11 +5,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 # The default job, sized for a 2-core CPU in about 5 minutes: vanilla and defensive distillation
-# (10 epochs each), attacked at L∞ 0.3 on the first 200 test images with the L∞ minimum suite
+# (5 epochs each), attacked at L∞ 0.3 on the first 100 test images with the L∞ minimum suite
 # (AutoAttack, PGD on the margin loss, Square; docs/leaderboard.md) plus PGD on cross-entropy,
-# the number a distillation paper reports. Vanilla is ranked; defensive distillation is not:
-# the reader sees its masking verdict and its upper bound instead of PGD's 90%.
-RUN_ARGS ?= --epochs 10 --n-eval 200
+# the number a distillation paper reports. Distillation's masking is flagged, the adaptive stage
+# attacks it the way its symptoms call for, and it is ranked at what survives them, never at PGD's ~90%.
+RUN_ARGS ?= --epochs 5 --n-eval 100
 
 .PHONY: run test install clean
 
