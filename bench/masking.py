@@ -115,6 +115,8 @@ def rule_black_box_beats_white_box(m: "ModelAssessment") -> Finding:
                     "Croce & Hein 2020 (check_square_sr, 0.2 points); Athalye et al. 2018 §6")
     hits, seen = {}, False
     for t in m.threats.values():
+        if t.norm == "l0":  # JSMA is targeted at one class: a black-box L0 search beats it anyway (R6 covers L0)
+            continue
         ensembles = [a for a in t.attacks.values() if a.info.role == "ensemble" and a.broken_by is not None]
         blacks = [a for a in t.attacks.values() if a.info.role in ("black-box", "transfer")]
         whites = [a for a in t.attacks.values() if is_iterative_gradient(a)]
