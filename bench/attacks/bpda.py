@@ -73,7 +73,7 @@ class BPDA(Attack):
         self.notes: list[str] = []
 
     def run(self, model, x, y, *, budget, num_classes, generator):
-        from bench.attacks.pgd_margin import pgd
+        from bench.attacks.pgd_margin import pgd_restarts
 
         if getattr(model, "input_transform", None) is None:
             note = "bpda: the model declares no input transform; nothing to approximate (inputs returned clean)"
@@ -81,17 +81,6 @@ class BPDA(Attack):
                 self.notes.append(note)
             return x.clone()
         surrogate = _BPDAModel(model).eval()
-        best = x.clone()
-        found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        for _ in range(self.cfg.restarts):
-            todo = (~found).nonzero().squeeze(1)
-            if len(todo) == 0:
-                break
-            x_adv = pgd(surrogate, x[todo], y[todo], norm=budget.norm, eps=budget.eps, steps=self.cfg.steps,
-                        alpha=self.cfg.step_factor * budget.eps / self.cfg.steps, loss="margin", random_start=True,
-                        generator=generator)
-            with torch.no_grad():
-                fooled = model(x_adv).argmax(1) != y[todo]
-            best[todo] = x_adv
-            found[todo[fooled]] = True
-        return best
+        return pgd_restarts(surrogate, model, x, y, norm=budget.norm, eps=budget.eps, steps=self.cfg.steps,
+                            alpha=self.cfg.step_factor * budget.eps / self.cfg.steps, loss="margin",
+                            restarts=self.cfg.restarts, random_start=True, generator=generator)

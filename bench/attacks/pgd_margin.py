@@ -108,17 +108,23 @@ class PGDMargin(Attack):
 
     def run(self, model, x, y, *, budget, num_classes, generator):
         cfg = self.cfg
-        best = x.clone()
-        found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        for _ in range(cfg.restarts):
-            todo = (~found).nonzero().squeeze(1)
-            if len(todo) == 0:
-                break
-            x_adv = pgd(model, x[todo], y[todo], norm=budget.norm, eps=budget.eps, steps=cfg.steps,
-                        alpha=cfg.step_factor * budget.eps / cfg.steps, loss=cfg.loss,
-                        random_start=cfg.random_start, generator=generator, eot_draws=cfg.eot_draws)
-            with torch.no_grad():
-                fooled = model(x_adv).argmax(1) != y[todo]
-            best[todo] = x_adv
-            found[todo[fooled]] = True
-        return best
+        return pgd_restarts(model, model, x, y, norm=budget.norm, eps=budget.eps, steps=cfg.steps,
+                            alpha=cfg.step_factor * budget.eps / cfg.steps, loss=cfg.loss, restarts=cfg.restarts,
+                            random_start=cfg.random_start, generator=generator, eot_draws=cfg.eot_draws)
+
+
+def pgd_restarts(grad_model, model, x, y, *, restarts: int, **pgd_args) -> torch.Tensor:
+    """`pgd` on `grad_model` with restarts, each on the examples `model` still classifies correctly;
+    per example the first adversarial point found (x itself where none was)."""
+    best = x.clone()
+    found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    for _ in range(restarts):
+        todo = (~found).nonzero().squeeze(1)
+        if len(todo) == 0:
+            break
+        x_adv = pgd(grad_model, x[todo], y[todo], **pgd_args)
+        with torch.no_grad():
+            fooled = model(x_adv).argmax(1) != y[todo]
+        best[todo] = x_adv
+        found[todo[fooled]] = True
+    return best

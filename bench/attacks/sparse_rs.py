@@ -65,9 +65,7 @@ class SparseRS(Attack):
         rand = lambda *shape: torch.rand(*shape, generator=gen).to(x.device)
 
         def build(pos, val):
-            out = flat.clone()
-            out.scatter_(1, pos, val)
-            return out.view_as(x)
+            return build_rows(flat, pos, val).view_as(x)
 
         pos = rand(n, d).argsort(1)[:, :k]  # k distinct features per example
         val = (rand(n, k) < 0.5).to(x.dtype)
