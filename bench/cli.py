@@ -29,12 +29,33 @@ def _positive_int(text: str) -> int:
     return value
 
 
+MAX_SEED = 2**32 - 1  # what every RNG the harness seeds (torch, NumPy) accepts
+MAX_EPOCHS = 100_000
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, {MAX_SEED}], got {value}")
+    return value
+
+
+def _epochs(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_EPOCHS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_EPOCHS:,}, got {value}")
+    return value
+
+
 def _eps_list(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
-    bad = [v for v in values if not v > 0]
+    bad = [v for v in values if not (v > 0 and v < float("inf"))]
     if not values or bad:
         raise argparse.ArgumentTypeError(f"budgets must be positive numbers, got {text!r}")
     return values
@@ -43,14 +64,14 @@ def _eps_list(text: str) -> list[float]:
 def _common(p: argparse.ArgumentParser, *, training: bool = True) -> None:
     p.add_argument("--dataset", default="mnist-5k", help="dataset name (default: mnist-5k; see `bench list datasets`)")
     p.add_argument("--arch", default=None, help="architecture (default: the dataset's; see `bench list archs`)")
-    p.add_argument("--seed", type=int, default=0, help="training and attack seed (default: 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="training and attack seed, 0 to 2^32-1 (default: 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--out", default="runs", help="store for models and records (default: ./runs)")
     p.add_argument("--data-root", default=None, help="folder of torchvision datasets (mnist, cifar10, cifar100)")
     p.add_argument("--download", action="store_true", help="download a torchvision dataset into --data-root")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or log lines")
     if training:
-        p.add_argument("--epochs", type=_positive_int, default=None,
+        p.add_argument("--epochs", type=_epochs, default=None,
                        help="override the training epochs of every model in the run (default: each config's)")
         p.add_argument("--sweep", default=None, metavar="KEY=V1,V2,...",
                        help="train one model per value, e.g. `temperature=1,5,20,100` (every selected defense "
@@ -58,6 +79,9 @@ def _common(p: argparse.ArgumentParser, *, training: bool = True) -> None:
         p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field: `temperature=20` (every selected defense that has it), "
                             "`defensive-distillation.temperature=20`, or an attack's: `cw.max_iterations=100`")
+    p.add_argument("--force", nargs="?", const="all", default=None, metavar="NAMES",
+                   help="recompute cached artifacts: all of them, or those of the comma-separated defenses "
+                        "and attacks named (each once per run)")
 
 
 def _attack_options(p: argparse.ArgumentParser) -> None:
@@ -119,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="markdown", choices=["markdown", "json", "csv"],
                    help="what `show` prints: markdown (default), json (docs/schema/leaderboard.schema.json) or csv")
     p.add_argument("--output", default=None, help="also write the output to this file")
+
+    p = sub.add_parser("store", help="verify the store's artifacts, rebuild its index, or seal old artifacts",
+                       epilog=EPILOG,
+                       description="`verify` checks every artifact against its content hashes and exits 1 when "
+                                   "one is corrupt; `rebuild` recreates index.sqlite from the files; `seal` adds "
+                                   "content hashes to artifacts written before bench recorded them.")
+    p.add_argument("action", choices=["verify", "rebuild", "seal"])
+    p.add_argument("--out", default="runs", help="the store (default: ./runs)")
     return parser
 
 
@@ -136,10 +168,13 @@ class _Session:
         arch_info(self.arch)
         self.device = resolve_device(args.device)
         self.dataset = load_dataset(args.dataset, args.data_root, args.download)
-        self.store = Store(args.out)
+        self.store = Store(args.out, create=args.verb != "eval", log=log)
+        for problem in self.store.problems.values():
+            log(f"bench: warning: {problem}")
         self.runner = Runner(self.store, self.dataset, self.device, quiet=args.quiet, log=log,
                              attack_batch_size=getattr(args, "attack_batch_size", 500),
-                             epochs=getattr(args, "epochs", None), command=_command_line())
+                             epochs=getattr(args, "epochs", None), command=_command_line(),
+                             force=_force_names(args))
         self.family = info.family
 
     def plan(self, args, defenses, per_defense):
@@ -149,8 +184,26 @@ class _Session:
                 for d, overrides in sweep_variants(getattr(args, "sweep", None), defenses, per_defense)]
 
 
+def _force_names(args) -> frozenset[str]:
+    """`--force` → {"all"} or the defense/attack names it lists (validated)."""
+    from bench.registry import ATTACKS, DEFENSES
+
+    text = getattr(args, "force", None)
+    if text is None:
+        return frozenset()
+    names = {n.strip() for n in text.split(",") if n.strip()}
+    if not names:
+        raise BenchInputError(f"--force {text!r} names nothing; use --force alone for everything")
+    if "all" in names:
+        return frozenset({"all"})
+    for name in names:
+        if name not in DEFENSES and name not in ATTACKS:
+            DEFENSES.get(name)  # unknown: the registry's "did you mean" message
+    return frozenset(names)
+
+
 def _run_attacks(args, session, nodes, attack_names, per_attack) -> list[dict]:
-    plan = budget_plan(args, attack_names, session.family)
+    plan = budget_plan(args, attack_names, session.family, session.dataset.shape)
     records = []
     for node in nodes:
         for name, budget in plan:
@@ -271,6 +324,84 @@ def _leaderboard_path(args) -> Path:
     return out
 
 
+def _check_path_text(text: str, flag: str) -> Path:
+    if not text or not text.strip() or "\0" in text:
+        raise BenchInputError(f"{flag} {text!r} must name a path")
+    path = Path(text)
+    too_long = [part for part in path.parts if len(part.encode()) > 255]
+    if too_long or len(os.fsencode(str(path.resolve()))) > 4000:
+        raise BenchInputError(f"{flag} {text[:60]!r}…: the path is too long for the filesystem")
+    return path
+
+
+def _nearest_existing(path: Path) -> Path:
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
+
+
+def check_folder(text: str, flag: str, *, must_exist: bool) -> Path:
+    """A folder bench will read (`must_exist`) or create and write: one line on anything unusable."""
+    path = _check_path_text(text, flag)
+    if path.exists() and not path.is_dir():
+        raise BenchInputError(f"{flag} {text!r} is a file, not a folder")
+    if must_exist and not path.is_dir():
+        raise BenchInputError(f"{flag} {text!r} does not exist (run `bench run` first or pass the right folder)")
+    base = _nearest_existing(path)
+    if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+        raise BenchInputError(f"{flag} {text!r}: {str(base)!r} is not a writable folder")
+    return path
+
+
+def check_file_target(text: str, flag: str) -> Path:
+    """A file bench will write."""
+    path = _check_path_text(text, flag)
+    if path.is_dir() or text.endswith(os.sep):
+        raise BenchInputError(f"{flag} {text!r} is a folder; it must name a file")
+    base = _nearest_existing(path.parent if str(path.parent) else Path("."))
+    if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+        raise BenchInputError(f"{flag} {text!r}: {str(base)!r} is not a writable folder")
+    return path
+
+
+def check_arguments(args) -> None:
+    """Every check that needs no data or model, before any work starts."""
+    if args.verb == "leaderboard" and args.action != "publish" and (args.check or args.replace):
+        raise BenchInputError("--check and --replace apply to `bench leaderboard publish` only")
+    if args.verb == "eval" and args.model_id:
+        given = [flag for flag, value in (("--arch", args.arch), ("--sweep", args.sweep), ("--epochs", args.epochs))
+                 if value is not None]
+        if given:
+            raise BenchInputError(f"{', '.join(given)} cannot be combined with --model-id: a stored model's "
+                                  f"architecture and training are fixed (use --defense to select by config)")
+    read_only = args.verb in ("leaderboard", "store", "eval") or (args.verb == "list" and args.what == "models")
+    if hasattr(args, "out") and (args.verb != "list" or args.what == "models"):
+        check_folder(args.out, "--out", must_exist=read_only)
+    if getattr(args, "dest", None) is not None and args.verb == "leaderboard" and args.action == "publish":
+        check_folder(args.dest, "--dest", must_exist=False)
+    if getattr(args, "output", None) is not None:
+        check_file_target(args.output, "--output")
+    if getattr(args, "data_root", None) is not None:
+        _check_path_text(args.data_root, "--data-root")
+    if hasattr(args, "norm"):
+        from bench.specs import NORMS
+
+        norms = [n.strip() for n in args.norm.split(",") if n.strip()]
+        bad = [n for n in norms if n not in (*NORMS, "all")]
+        if bad:
+            raise BenchInputError(f"unknown norm {bad[0]!r}; allowed: {', '.join(NORMS)} (comma-separated), or all")
+        if not norms:
+            raise BenchInputError(f"--norm {args.norm!r} names no norm; allowed: {', '.join(NORMS)}, or all")
+        if args.eps is not None:
+            from bench.specs import Budget
+
+            for norm in norms:
+                for eps in args.eps:
+                    if norm != "all":
+                        Budget(norm, eps)
+
+
 def cmd_run(args, log) -> int:
     from bench.registry import ATTACKS, DEFENSES
     from bench.render.markdown import board_markdown
@@ -281,7 +412,7 @@ def cmd_run(args, log) -> int:
     out = _leaderboard_path(args)
     session = _Session(args, log)
     nodes = session.plan(args, defenses, per_defense)
-    budget_plan(args, attacks, session.family)  # validate budgets before any training
+    budget_plan(args, attacks, session.family, session.dataset.shape)  # budgets checked before any training
     for node in nodes:
         session.runner.model(node)
     _run_attacks(args, session, nodes, attacks, per_attack)
@@ -354,6 +485,9 @@ def cmd_eval(args, log) -> int:
         nodes = session.plan(args, defenses, per_defense)
         for node in nodes:
             if not session.store.has_model(node.model_id):
+                problem = session.store.problems.get(f"model:{node.model_id}")
+                if problem is not None:
+                    raise problem
                 raise BenchInputError(f"{node.label} ({node.arch}, {node.dataset}, seed {node.seed}) is not trained "
                                       f"in {args.out} (model {node.model_id}); run `bench train` first")
     _run_attacks(args, session, nodes, attacks, per_attack)
@@ -388,7 +522,7 @@ def cmd_list(args, log) -> int:
     else:
         from bench.store import Store
 
-        for spec in Store(args.out).models():
+        for spec in Store(args.out, create=False, log=log).models():
             print(f"{spec['model_id']}  {spec.get('label', spec['defense']):<40} {spec['arch']:<15} "
                   f"{spec['dataset']:<10} seed {spec['seed']}")
     return 0
@@ -397,9 +531,11 @@ def cmd_list(args, log) -> int:
 def cmd_leaderboard(args, log) -> int:
     from bench.store import Store
 
-    if not Path(args.out).is_dir():
-        raise BenchInputError(f"no store at {args.out!r}; run `bench run` first or pass --out DIR")
-    store = Store(args.out)
+    store = Store(args.out, create=False, log=log)
+    if store.problems:  # never publish or show a board with an artifact missing from it silently
+        first = next(iter(store.problems.values()))
+        more = f" (and {len(store.problems) - 1} more: `bench store verify --out {args.out}`)" if len(store.problems) > 1 else ""
+        raise BenchInputError(f"{first}{more}")
     if args.action == "publish":
         from bench.publish import check_destination, publish, stale
 
@@ -430,7 +566,27 @@ def cmd_leaderboard(args, log) -> int:
     return 0
 
 
-VERBS = {"run": cmd_run, "train": cmd_train, "eval": cmd_eval, "list": cmd_list, "leaderboard": cmd_leaderboard}
+def cmd_store(args, log) -> int:
+    from bench.store import Store
+
+    store = Store(args.out, create=False, log=log)
+    if args.action == "rebuild":
+        store.rebuild_index()
+        print(f"index rebuilt: {len(store.models())} model(s), {len(store.records())} record(s)")
+    elif args.action == "seal":
+        print(f"sealed {store.seal_legacy()} artifact(s) written before content hashes")
+    else:
+        store.verify_weights()
+    for problem in store.problems.values():
+        print(problem)
+    if args.action == "verify":
+        print(f"{len(store.models())} model(s) and {len(store.records())} record(s) checked; "
+              f"{len(store.problems)} corrupt")
+    return 1 if store.problems and args.action == "verify" else 0
+
+
+VERBS = {"run": cmd_run, "train": cmd_train, "eval": cmd_eval, "list": cmd_list, "leaderboard": cmd_leaderboard,
+         "store": cmd_store}
 
 
 _ARGV: list[str] = []
@@ -445,6 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     warnings.formatwarning = lambda msg, cat, *a, **k: f"bench: warning: {msg}\n"
     try:
+        check_arguments(args)
         return VERBS[args.verb](args, log)
     except BenchInputError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)

@@ -37,8 +37,10 @@ def perturbation_size(delta: torch.Tensor, norm: str) -> torch.Tensor:
     raise ValueError(norm)
 
 
-def check_adversarial(attack: Attack, x: torch.Tensor, x_adv: torch.Tensor, budget: Budget) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate an adapter's output. Returns (sizes, within_budget) per example.
+def check_adversarial(attack: Attack, x: torch.Tensor, x_adv: torch.Tensor,
+                      budget: Budget) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate an adapter's output. Returns (sizes, within_budget, stray) per example; `stray`
+    marks minimal-norm outputs beyond the budget that are nearer another input than their own.
 
     Raises AttackContractError for a malformed output, pixels outside [0, 1], or (for attacks
     that are not minimal-norm) any example outside the budget."""
@@ -60,7 +62,21 @@ def check_adversarial(attack: Attack, x: torch.Tensor, x_adv: torch.Tensor, budg
             f"attack {name!r} returned {bad} of {len(x)} examples outside the {budget} budget "
             f"(largest {budget.norm} perturbation {sizes.max().item():.6g}); result refused"
         )
-    return sizes, within
+    stray = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    if attack.minimal_norm and len(x) > 1:
+        # a minimal-norm output beyond the budget is only a "success at some size" if it is still an
+        # image of its own input: one nearer another input of the batch is not counted (an adapter that
+        # reorders the batch would otherwise report other classes' images as successes); most outputs
+        # out of place is an adapter defect
+        dist = torch.cdist(x_adv.flatten(1).double(), x.flatten(1).double())
+        own = dist.diagonal().clone()
+        dist.fill_diagonal_(float("inf"))
+        stray = (dist.min(1).values < own) & ~within
+        if stray.float().mean() > 0.5:
+            raise AttackContractError(
+                f"attack {name!r} returned {int(stray.sum())} of {len(x)} examples nearer to another input of the "
+                f"batch than to their own (outputs out of order?); result refused")
+    return sizes, within, stray
 
 
 @dataclass
@@ -159,6 +175,7 @@ def run_attack(
     adv_draws = clean_draws.clone()
     sizes = torch.full((len(y),), float("nan"))
     within = torch.ones(len(y), dtype=torch.bool)
+    stray = torch.zeros(len(y), dtype=torch.bool)
     grad_status = [GRADIENT_OK] * len(y)
     uses_gradient = attack.uses_input_gradient() if hasattr(attack, "uses_input_gradient") else True
     generator = torch.Generator().manual_seed(seed)
@@ -196,10 +213,11 @@ def run_attack(
                         nonfinite_replaced += int(bad_rows.sum())
                     # otherwise check_adversarial refuses the output: an adapter defect
         _check_model_unchanged(model, frozen, attack.name)
-        size_b, within_b = check_adversarial(attack, xb, x_adv, budget)
+        size_b, within_b, stray_b = check_adversarial(attack, xb, x_adv, budget)
         adv_draws[:, idx] = predict_draws(model, x_adv.detach().to(device, xb.dtype), device, k)
         sizes[idx] = size_b.cpu()
         within[idx] = within_b.cpu()
+        stray[idx] = stray_b.cpu()
         bar.update(len(idx))
     bar.close()
     if skipped:
@@ -212,7 +230,10 @@ def run_attack(
 
     wrong = adv_draws != y
     adv_pred = adv_draws.gather(0, wrong.float().argmax(0, keepdim=True)).squeeze(0)  # a wrong draw, if any
-    fooled_any_size = clean_correct & (adv_draws != y).any(0)
+    fooled_any_size = clean_correct & (adv_draws != y).any(0) & ~stray
+    if stray.any():
+        notes.append(f"{int(stray.sum())} outputs beyond the budget were nearer another input than their own: "
+                     f"not counted as successes at any size")
     # a minimal-norm attack's success beyond the budget does not count at this budget
     adv_correct = clean_correct & ~(fooled_any_size & within)
     sizes = torch.where(fooled_any_size, sizes, torch.full_like(sizes, float("nan")))

@@ -3,6 +3,7 @@ variants, and the (attack, budget) pairs of a run. Every bad value is a BenchInp
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 from bench.errors import BenchInputError
@@ -65,21 +66,27 @@ def sweep_variants(sweep: str | None, defenses: Sequence[str], per_defense: dict
     if not sep or not key or not items:
         raise BenchInputError(f"--sweep {sweep!r} is not KEY=V1,V2,...")
     variants = []
+    matched = False
     for d in defenses:
         owner, dot, field = key.rpartition(".")
         fields = {f.name for f in dataclasses.fields(DEFENSES.get(d).obj.Config)}
         if (dot and owner != d) or field not in fields:
             variants.append((d, per_defense[d]))
             continue
+        matched = True
         variants += [(d, {**per_defense[d], field: v}) for v in items]
-    if len(variants) == len(defenses):
+    if matched and len(items) < 2:
+        raise BenchInputError(f"--sweep {sweep!r} has one value; a sweep needs two or more (for one value use "
+                              f"--set {key}={items[0]})")
+    if not matched:
         raise BenchInputError(f"--sweep {sweep!r}: no selected defense has a config field {key.rpartition('.')[2]!r}")
     return variants
 
 
-def budget_plan(args, attack_names, family):
+def budget_plan(args, attack_names, family, shape: tuple[int, ...] | None = None):
     """(attack, Budget) pairs to run: each attack at each selected norm it supports, at --eps or the
-    dataset's default budget."""
+    dataset's default budget. With the input `shape`, an L2 budget larger than the diameter of the
+    input space (√features: every pixel from 0 to 1) is refused as a typo."""
     from bench.data import DEFAULT_BUDGETS
     from bench.registry import ATTACKS
     from bench.specs import NORMS, Budget
@@ -88,6 +95,8 @@ def budget_plan(args, attack_names, family):
         norms = list(NORMS)
     else:
         norms = [n.strip() for n in args.norm.split(",") if n.strip()]
+        if not norms:
+            raise BenchInputError(f"--norm {args.norm!r} names no norm; allowed: {', '.join(NORMS)}, all")
         for n in norms:
             if n not in NORMS:
                 raise BenchInputError(f"unknown norm {n!r}; allowed: {', '.join(NORMS)}, all")
@@ -102,5 +111,8 @@ def budget_plan(args, attack_names, family):
                                   f"not --norm {args.norm}")
         for norm in supported:
             for eps in (args.eps or [DEFAULT_BUDGETS[family][norm]]):
+                if norm == "l2" and shape is not None and eps > math.prod(shape) ** 0.5:
+                    raise BenchInputError(f"--eps {eps:g} is larger than any l2 distance between two inputs of this "
+                                          f"dataset (at most {math.prod(shape) ** 0.5:.4g})")
                 plan.append((name, Budget(norm, eps)))
     return plan

@@ -41,7 +41,8 @@ class TrainNode:
     @property
     def spec(self) -> ModelSpec:
         return ModelSpec(self.defense, config_to_dict(self.config), self.arch, self.dataset, self.seed,
-                         {role: node.model_id for role, node in sorted(self.upstream.items())})
+                         {role: node.model_id for role, node in sorted(self.upstream.items())},
+                         model_code(self.defense, self.arch))
 
     @property
     def model_id(self) -> str:
@@ -63,6 +64,24 @@ class TrainNode:
                 yield node
 
         yield from visit(self)
+
+
+def model_code(defense: str, arch: str) -> dict:
+    """The code a model depends on: the defense plugin's and the architecture's fingerprints and the
+    version of torch (part of the model id: bench.registry.code_fingerprint)."""
+    from bench.archs import arch_info
+    from bench.registry import code_fingerprint
+
+    info = arch_info(arch)
+    return {"defense": DEFENSES.get(defense).fingerprint,
+            "arch": code_fingerprint(info.build, getattr(info, "source", "built-in")),
+            "libraries": {"torch": torch.__version__.split("+")[0]}}
+
+
+def attack_code(attack_name: str, attack) -> dict:
+    """The code an attack record depends on: the attack plugin's fingerprint and its library's version."""
+    return {"attack": ATTACKS.get(attack_name).fingerprint,
+            "libraries": {"torch": torch.__version__.split("+")[0], attack.library: attack.library_version}}
 
 
 def plan_model(defense: str, overrides: Mapping[str, Any], *, arch: str, dataset: str, seed: int,
@@ -103,7 +122,7 @@ class Runner:
 
     def __init__(self, store: Store, dataset: Dataset, device: torch.device, *, quiet: bool = False,
                  log: Callable[[str], None] = print, attack_batch_size: int = 500, epochs: int | None = None,
-                 command: str = ""):
+                 command: str = "", force: frozenset[str] | None = None):
         self.store, self.dataset, self.device = store, dataset, device
         self.epochs = epochs  # the run's --epochs, for nodes an attack needs (the transfer surrogate)
         self.command = command  # recorded in provenance: what to re-run to reproduce a record
@@ -114,6 +133,31 @@ class Runner:
         self.attacked: list[str] = []
         self.reused_records: list[str] = []
         self._models: dict[str, torch.nn.Module] = {}
+        # --force: "all", or defense / attack names whose artifacts are recomputed (once per run)
+        self.force = frozenset(force or ())
+        self._forced: set[str] = set()
+
+    def _forced_now(self, node_id: str, *names: str) -> bool:
+        """Recompute this node though it is cached? Each forced node is recomputed once per run."""
+        if node_id in self._forced or not ("all" in self.force or self.force & set(names)):
+            return False
+        self._forced.add(node_id)
+        return True
+
+    def _cached_model(self, mid: str):
+        """The stored model, or None when absent or corrupt (reported, then recomputed)."""
+        from bench.store import CorruptArtifact
+
+        if not self.store.has_model(mid):
+            problem = self.store.problems.get(f"model:{mid}")
+            if problem is not None:
+                self.log(f"bench: warning: {problem}")
+            return None
+        try:
+            return self.store.load_model(mid, self.dataset, self.device)
+        except CorruptArtifact as exc:
+            self.log(f"bench: warning: {exc}")
+            return None
 
     # --- training ----------------------------------------------------------------------------
     def model(self, node: TrainNode) -> torch.nn.Module:
@@ -121,12 +165,24 @@ class Runner:
         mid = node.model_id
         if mid in self._models:
             return self._models[mid]
-        if self.store.has_model(mid):
+        upstream = {role: self.model(up) for role, up in node.upstream.items()} if node.stored_id is None else {}
+        with self.store.lock(mid):  # a concurrent run computing the same node: wait for it, then reuse
+            model = self._train_or_reuse(node, upstream)
+        self._models[mid] = model
+        return model
+
+    def _train_or_reuse(self, node: TrainNode, upstream: dict) -> torch.nn.Module:
+        mid = node.model_id
+        if node.stored_id is not None:  # known only by its id (`bench eval --model-id`): used as stored or not at all
             model = self.store.load_model(mid, self.dataset, self.device)
+            self.reused_models.append(mid)
+            return model
+        forced = self._forced_now(mid, node.defense)
+        model = None if forced else self._cached_model(mid)
+        if model is not None:
             self.reused_models.append(mid)
             self.log(f"reuse   {node.label:<40} {node.arch:<15} model {mid}")
         else:
-            upstream = {role: self.model(up) for role, up in node.upstream.items()}
             self.log(f"train   {node.label:<40} {node.arch:<15} model {mid}")
             ctx = TrainContext(self.dataset, node.arch, self.device, node.seed, quiet=self.quiet,
                                desc=f"train {node.label}", log=self.log)
@@ -134,7 +190,7 @@ class Runner:
             model = DEFENSES.get(node.defense).obj().train(node.config, ctx, upstream)
             wall = time.perf_counter() - t0
             model.eval()
-            self.store.save_model(model, {
+            self.store.save_model(model, replace=forced, spec={
                 **node.spec.to_json(),
                 "label": node.label,
                 "upstream_detail": {role: {"model_id": up.model_id, "defense": up.defense, "label": up.label}
@@ -144,7 +200,6 @@ class Runner:
             })
             self.trained.append(mid)
             self.log(f"        trained in {wall:.1f}s")
-        self._models[mid] = model
         return model
 
     # --- attacking ---------------------------------------------------------------------------
@@ -172,14 +227,28 @@ class Runner:
                                        seed=node.seed, epochs=epochs)
             attack_config["surrogate_model_id"] = surrogate.model_id
         x, y = self.dataset.eval_slice(n_eval)
-        spec = AttackSpec(node.model_id, attack_name, attack_config, budget, self.dataset.name, "test", len(y), seed)
+        spec = AttackSpec(node.model_id, attack_name, attack_config, budget, self.dataset.name, "test", len(y), seed,
+                          self.attack_batch_size, attack_code(attack_name, attack))
         rid = spec.record_id
-        if self.store.has_record(rid):
+        forced = self._forced_now(rid, attack_name, node.defense)
+        if not forced and self.store.has_record(rid):
             self.reused_records.append(rid)
             return self.store.load_record(rid)
         if surrogate is not None:
             attack.surrogate_model = self.model(surrogate)
         model = self.model(node)
+        with self.store.lock(rid):
+            if not forced and self.store.has_record(rid):  # made by a concurrent run while we waited
+                self.reused_records.append(rid)
+                return self.store.load_record(rid)
+            problem = self.store.problems.get(f"record:{rid}")
+            if problem is not None:
+                self.log(f"bench: warning: {problem}")
+            return self._attack(node, model, attack, attack_name, attack_config, budget, spec, x, y, seed,
+                                adaptive, forced)
+
+    def _attack(self, node, model, attack, attack_name, attack_config, budget, spec, x, y, seed, adaptive, forced):
+        rid = spec.record_id
         started_at = _now()
         outcome = run_attack(model, attack, x, y, budget, num_classes=self.dataset.num_classes, seed=seed,
                              device=self.device, batch_size=self.attack_batch_size, quiet=self.quiet,
@@ -189,7 +258,9 @@ class Runner:
         record = {
             "schema_version": RECORD_SCHEMA_VERSION,
             "record_id": rid,
+            "key": spec.key,
             "model_id": node.model_id,
+            "model_sha256": self.store.weights_sha256(node.model_id),
             "spec": {
                 "defense": {"name": node.defense, "label": node.label, "config": config_to_dict(node.config)},
                 "upstream": [{"role": role, "model_id": up.model_id, "defense": up.defense}
@@ -210,7 +281,7 @@ class Runner:
         }
         if adaptive:
             record["adaptive"] = {"rules": list(adaptive)}
-        self.store.save_record(record, outcome.per_example)
+        record = self.store.save_record(record, outcome.per_example, replace=forced)
         self.attacked.append(rid)
         m = outcome.metrics
         self.log(f"attack  {node.label:<40} {attack_name:<6} {budget}: clean {m['clean_acc']:.1%} "

@@ -35,12 +35,51 @@ class Entry(Generic[T]):
         return doc.splitlines()[0] if doc else ""
 
     @property
+    def fingerprint(self) -> dict:
+        """What identifies the code that computes with this plugin, for cache keys: its package
+        and version, and the SHA-256 of the source of every module its class (and its Config)
+        inherits from outside the standard library and torch. Editing the plugin's code changes
+        it, so a cached artifact made by the old code is never reused (docs/architecture.md)."""
+        return code_fingerprint(self.obj, self.source)
+
+    @property
     def config_fields(self) -> list[tuple[str, Any]]:
         cfg_cls = getattr(self.obj, "Config", None)
         if cfg_cls is None:
             return []
         default = cfg_cls()
         return [(f.name, getattr(default, f.name)) for f in dataclasses.fields(default)]
+
+
+_SKIP_MODULES = ("builtins", "torch", "typing", "abc", "dataclasses")
+
+
+def _module_sources(cls) -> dict[str, str]:
+    import hashlib
+    import inspect
+    import sys
+
+    found: dict[str, str] = {}
+    # a class: every module of its MRO; a function (an architecture's build): its module
+    classes = list(inspect.getmro(cls)) if isinstance(cls, type) else [cls]
+    config = getattr(cls, "Config", None)
+    if isinstance(config, type):
+        classes += list(inspect.getmro(config))
+    for klass in classes:
+        name = getattr(klass, "__module__", "") or ""
+        if name in found or name.split(".")[0] in _SKIP_MODULES:
+            continue
+        module = sys.modules.get(name)
+        try:
+            source = inspect.getsource(module) if module is not None else ""
+        except (OSError, TypeError):  # no source (a compiled module): its package version stands for it
+            source = ""
+        found[name] = hashlib.sha256(source.encode()).hexdigest()[:16]
+    return found
+
+
+def code_fingerprint(obj: Any, source: str) -> dict:
+    return {"package": source, "modules": _module_sources(obj)}
 
 
 class Registry(Generic[T]):

@@ -21,6 +21,9 @@ SCHEDULES = ("constant", "cosine", "multistep")
 OPTIMIZERS = ("sgd", "adam")
 
 
+MAX_EPOCHS = 100_000  # beyond this a value is a typo, not a training budget
+
+
 @dataclass(frozen=True)
 class Optim:
     """SGD with momentum, or Adam, and one of a few standard schedules."""
@@ -43,6 +46,11 @@ class Optim:
         for name in ("epochs", "lr", "batch_size"):
             if not getattr(self, name) > 0:
                 raise BenchInputError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("momentum", "weight_decay"):
+            if not 0 <= getattr(self, name) < 1e3:
+                raise BenchInputError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
+        if self.epochs > MAX_EPOCHS:
+            raise BenchInputError(f"epochs must be at most {MAX_EPOCHS:,}, got {self.epochs!r}")
 
     def build(self, params) -> torch.optim.Optimizer:
         if self.optimizer == "adam":

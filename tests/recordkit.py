@@ -75,19 +75,28 @@ def result_set(records: list[tuple[dict, pd.DataFrame]], specs: list[dict] = (),
 
 def write_store(root: Path, records: list[tuple[dict, pd.DataFrame]], specs: list[dict] = (),
                 probe_list: list[dict] = ()) -> Path:
-    """Lay the records out as a store on disk exactly as bench writes one (minus the weights)."""
+    """Lay the records out as a store on disk exactly as bench writes one, content hashes included
+    (the weights are an empty safetensors file: nothing here loads a model)."""
+    from safetensors.torch import save
+
+    from bench.store import seal
+
     for spec in specs:
         folder = root / "models" / spec["model_id"]
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True))
+        weights = save({})
+        (folder / "model.safetensors").write_bytes(weights)
+        (folder / "spec.json").write_text(json.dumps(seal(spec, {"model.safetensors": weights}), indent=2,
+                                                     sort_keys=True))
     for rec, frame in records:
         folder = root / "records" / rec["record_id"]
         folder.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(folder / "per_example.csv", index=False)
-        (folder / "record.json").write_text(json.dumps(rec, indent=2, sort_keys=True))
+        csv = frame.to_csv(index=False).encode()
+        (folder / "per_example.csv").write_bytes(csv)
+        (folder / "record.json").write_text(json.dumps(seal(rec, {"per_example.csv": csv}), indent=2, sort_keys=True))
     for p in probe_list:
         folder = root / "probes"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{p['probe_id']}.json").write_text(json.dumps(p, indent=2, sort_keys=True))
+        (folder / f"{p['probe_id']}.json").write_text(json.dumps(seal(p, {}), indent=2, sort_keys=True))
     (root / "store.json").write_text(json.dumps({"store_id": "0" * 32}))
     return root

@@ -94,13 +94,17 @@ class _Identity(Attack):
 
 
 class _FarMinimalNorm(Attack):
-    """A minimal-norm attack whose perturbations are all far beyond the budget."""
+    """A minimal-norm attack whose perturbations are all far beyond the budget: one FGSM step of
+    L∞ 0.2 (on digits: misclassifies ~94% of inputs at a median L2 distance of ~1.3, each output
+    still nearest its own input)."""
     name = "far"
     norms = frozenset({"l2"})
     minimal_norm = True
 
     def run(self, model, x, y, *, budget, num_classes, generator):
-        return torch.zeros_like(x)  # a blank image: misclassified, but at an L2 distance of ~|x|
+        x = x.clone().requires_grad_(True)
+        grad, = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), x)
+        return (x + 0.2 * grad.sign()).clamp(0, 1).detach()
 
 
 def test_harness_rejects_out_of_budget_examples(digits, digits_models):

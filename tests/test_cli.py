@@ -111,7 +111,7 @@ def test_train_then_eval_by_model_id(finished_run, capsys):
     (["run", "--defense", "vanilla", "--attacks", "pgd,jsmaa"], "unknown attack 'jsmaa'"),
     (["run", "--defense", "defensive-distillation", "--set", "temperature=0"], "temperature must be positive, got 0.0"),
     (["run", "--defense", "defensive-distillation", "--set", "temperature=-5"], "temperature must be positive, got -5.0"),
-    (["run", "--defense", "defensive-distillation", "--set", "temperature=hot"], "'hot' is not a valid float"),
+    (["run", "--defense", "defensive-distillation", "--set", "temperature=hot"], "'hot' is not a valid finite float"),
     (["run", "--defense", "vanilla", "--set", "nosuch=1"], "no selected defense has a config field 'nosuch'"),
     (["run", "--defense", "vanilla", "--norm", "linf", "--eps", "0"], "budgets must be positive"),
     (["run", "--defense", "vanilla", "--norm", "linf", "--eps", "-0.3"], "budgets must be positive"),
@@ -123,7 +123,18 @@ def test_train_then_eval_by_model_id(finished_run, capsys):
     (["run", "--defense", "vanilla", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
     (["run", "--defense", "vanilla", "--arch", "resnet19"], "unknown architecture 'resnet19'"),
     (["run", "--defense", "vanilla", "--epochs", "0"], "must be a positive integer"),
-    (["eval", "--model-id", "deadbeefdeadbeef", "--attacks", "pgd"], "no trained model 'deadbeefdeadbeef'"),
+    (["eval", "--model-id", "deadbeefdeadbeef", "--attacks", "pgd"], "does not exist (run `bench run` first"),
+    (["run", "--defense", "vanilla", "--set", "lr=inf"], "vanilla.lr='inf' is not a valid finite float"),
+    (["run", "--defense", "vanilla", "--set", "weight_decay=-1"], "weight_decay must be a finite number >= 0"),
+    (["run", "--defense", "vanilla", "--seed", "99999999999"], "must be an integer in [0, 4294967295]"),
+    (["run", "--defense", "vanilla", "--norm", ""], "--norm '' names no norm"),
+    (["run", "--defense", "vanilla", "--norm", "linf", "--eps", "5"], "an linf budget is at most 1"),
+    (["run", "--defense", "vanilla", "--norm", "l2", "--eps", "1000", "--dataset", "digits"],
+     "larger than any l2 distance between two inputs"),
+    (["run", "--defense", "vanilla", "--epochs", "1e20"], "'1e20' is not an integer"),
+    (["run", "--defense", "defensive-distillation", "--sweep", "temperature=5"], "a sweep needs two or more"),
+    (["eval", "--model-id", "deadbeefdeadbeef", "--arch", "digits-cnn"], "--arch cannot be combined with --model-id"),
+    (["run", "--defense", "vanilla", "--force", ",", "--dataset", "digits"], "--force ',' names nothing"),
     (["run", "--defense", "vanilla", "--device", "cuda:0"], None),
 ])
 def test_bad_input_exits_2_with_one_clear_line(argv, message, tmp_path, capsys):
@@ -148,10 +159,10 @@ def test_unreadable_checkpoint_exits_2(finished_run, tmp_path, capsys):
     (model_dir / "model.safetensors").write_bytes(b"not a checkpoint")
     code = bench("eval", "--model-id", model_dir.name, "--attacks", "pgd", "--out", out, "--dataset", "digits",
                  "--n-eval", "10", "--quiet")
-    assert code == 2 and "is unreadable" in capsys.readouterr().err
+    assert code == 2 and f"model {model_dir.name} is corrupt" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("verb", ["run", "train", "eval", "list", "leaderboard"])
+@pytest.mark.parametrize("verb", ["run", "train", "eval", "list", "leaderboard", "store"])
 def test_help_on_every_verb(verb):
     proc = subprocess.run([sys.executable, "-m", "bench.cli", verb, "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "usage: bench" in proc.stdout

@@ -1,20 +1,25 @@
+"""The store: content-addressed artifacts, verified when read, an index that is a cache of the files,
+atomic writes, leftovers removed, locks per node."""
 from __future__ import annotations
 
+import json
+import multiprocessing
+import os
+import shutil
+import stat
+import time
+
 import pandas as pd
+import pytest
 import torch
 
 from bench.archs import create_model
+from bench.files import owner_tag
 from bench.specs import Budget, ModelSpec, content_hash
-from bench.store import Store
+from bench.store import CorruptArtifact, Store
+from recordkit import make_record, model_spec
 
-
-def _record(rid, mid):
-    return {"record_id": rid, "model_id": mid, "schema_version": 1,
-            "spec": {"defense": {"name": "vanilla", "label": "vanilla", "config": {}}, "arch": "digits-cnn",
-                     "dataset": {"name": "digits", "split": "test", "n": 2, "seed": 0},
-                     "attack": {"name": "pgd", "config": {}}, "budget": {"norm": "linf", "eps": 0.3}, "seed": 0},
-            "metrics": {"clean_acc": 1.0, "robust_acc": 0.5, "success_rate": 0.5, "n": 2},
-            "provenance": {"started_at": "2026-01-01T00:00:00+00:00"}}
+CPU = torch.device("cpu")
 
 
 def test_content_hash_is_stable_and_order_free():
@@ -26,25 +31,162 @@ def test_content_hash_is_stable_and_order_free():
     assert Budget("l2", 2.0) == Budget("l2", 2.0)
 
 
-def test_model_roundtrip_and_index_repair(tmp_path, digits):
+def _store_with_model(tmp_path, digits, seed=0):
     store = Store(tmp_path)
+    torch.manual_seed(seed)
     model = create_model("digits-cnn", digits).eval()
-    spec = ModelSpec("vanilla", {}, "digits-cnn", "digits", 0).to_json()
+    spec = ModelSpec("vanilla", {"seed": seed}, "digits-cnn", "digits", 0).to_json()
     store.save_model(model, spec)
-    store.save_record(_record("r1", spec["model_id"]), pd.DataFrame({"index": [0, 1], "adv_correct": [True, False]}))
-    loaded = store.load_model(spec["model_id"], digits, torch.device("cpu"))
+    return store, model, spec["model_id"]
+
+
+def _save_record(store, mid, survived=(True, False, True, True)):
+    rec, frame = make_record(model_spec(mid), "pgd", "linf", 0.3, list(survived))
+    return store.save_record(rec, frame)
+
+
+def test_model_roundtrip_and_index_rebuilt_from_the_files(tmp_path, digits):
+    store, model, mid = _store_with_model(tmp_path, digits)
+    rec = _save_record(store, mid)
+    loaded = store.load_model(mid, digits, CPU)
     x = digits.x_test[:5]
     assert torch.equal(loaded(x), model(x))
-    # the index is derived: delete it, and reopening rebuilds it from the files
-    (tmp_path / "index.sqlite").unlink()
+    (tmp_path / "index.sqlite").unlink()  # the index is a cache: reopening rebuilds it
     again = Store(tmp_path)
-    assert [r["record_id"] for r in again.records(dataset="digits")] == ["r1"]
-    assert again.query("SELECT robust_acc FROM records WHERE attack = 'pgd'") == [(0.5,)]
-    assert [m["model_id"] for m in again.models()] == [spec["model_id"]]
+    assert [r["record_id"] for r in again.records(dataset="digits")] == [rec["record_id"]]
+    assert again.query("SELECT robust_acc FROM records WHERE attack = 'pgd'") == [(0.75,)]
+    assert [m["model_id"] for m in again.models()] == [mid]
+    (tmp_path / "index.sqlite").write_bytes(b"garbage, not SQLite" * 100)  # a corrupt index is rebuilt
+    assert [m["model_id"] for m in Store(tmp_path).models()] == [mid]
 
 
-def test_staging_folders_are_not_artifacts(tmp_path):
+def test_a_flipped_bit_or_foreign_weights_are_never_used(tmp_path, digits):
+    store, _, mid = _store_with_model(tmp_path, digits)
+    weights = tmp_path / "models" / mid / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0x01  # one bit of one weight
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CorruptArtifact, match="differs from the hash in spec.json"):
+        store.load_model(mid, digits, CPU)
+    _, _, other = _store_with_model(tmp_path / "other", digits, seed=1)
+    shutil.copy(tmp_path / "other" / "models" / other / "model.safetensors", weights)  # another model's weights
+    with pytest.raises(CorruptArtifact, match=mid):
+        store.load_model(mid, digits, CPU)
+
+
+@pytest.mark.parametrize("corrupt, why", [
+    (lambda rec, csv: rec.write_text(rec.read_text().replace('"robust_acc": 0.75', '"robust_acc": 1.0')),
+     "differs from its recorded hash"),
+    (lambda rec, csv: csv.write_text("\n".join(csv.read_text().splitlines()[:3]) + "\n"), "per_example.csv"),
+    (lambda rec, csv: rec.write_text(rec.read_text()[:50]), "not valid JSON"),
+    (lambda rec, csv: csv.unlink(), "per_example.csv is missing"),
+])
+def test_an_edited_or_truncated_record_is_reported_and_left_out(tmp_path, digits, corrupt, why):
+    store, _, mid = _store_with_model(tmp_path, digits)
+    rid = _save_record(store, mid)["record_id"]
+    folder = tmp_path / "records" / rid
+    corrupt(folder / "record.json", folder / "per_example.csv")
+    again = Store(tmp_path)
+    assert again.records() == [] and not again.has_record(rid)
+    assert why in str(again.problems[f"record:{rid}"])
+
+
+def test_a_renamed_record_folder_is_corrupt_not_a_crash(tmp_path, digits):
+    store, _, mid = _store_with_model(tmp_path, digits)
+    rid = _save_record(store, mid)["record_id"]
+    os.rename(tmp_path / "records" / rid, tmp_path / "records" / ("f" * 16))
+    again = Store(tmp_path)
+    assert again.records() == [] and "differs from its folder name" in str(again.problems["record:" + "f" * 16])
+
+
+def test_the_index_follows_a_file_that_changed(tmp_path, digits):
+    store, _, mid = _store_with_model(tmp_path, digits)
+    rec = _save_record(store, mid)
+    other = Store(tmp_path)  # a second process's view, opened before the change
+    shutil.rmtree(tmp_path / "records" / rec["record_id"])
+    rec2 = _save_record(store, mid, survived=(False, False, False, True))
+    assert Store(tmp_path).query("SELECT record_id, robust_acc FROM records") == [(rec2["record_id"], 0.25)]
+    other.refresh_index()
+    assert [r["record_id"] for r in other.records()] == [rec2["record_id"]]
+
+
+def test_a_half_present_artifact_is_replaced_by_the_next_save(tmp_path, digits):
+    store, model, mid = _store_with_model(tmp_path, digits)
+    (tmp_path / "models" / mid / "spec.json").unlink()  # killed between the weights and the spec
+    assert not Store(tmp_path).has_model(mid)
+    spec = ModelSpec("vanilla", {"seed": 0}, "digits-cnn", "digits", 0).to_json()
+    store.save_model(model, spec)
+    assert store.has_model(mid) and Store(tmp_path).models()[0]["model_id"] == mid
+
+
+def test_leftovers_of_dead_writers_are_removed_and_live_ones_kept(tmp_path, digits):
     store = Store(tmp_path)
-    (tmp_path / "records" / "partial").mkdir()  # a folder without its record.json
-    assert not store.has_record("partial")
-    assert Store(tmp_path).records() == []
+    host = owner_tag().rsplit("-", 1)[0]
+    dead = subprocess_pid_that_exited()
+    (tmp_path / "tmp" / f"{host}-{dead}.abc").mkdir()
+    (tmp_path / "tmp" / f"{owner_tag()}.live").mkdir()  # ours: a run still going on
+    (tmp_path / "probes" / f".x.json.{host}-{dead}.q1.tmp").write_text("{")
+    Store(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "tmp").iterdir()) == [f"{owner_tag()}.live"]
+    assert not list((tmp_path / "probes").glob("*.tmp"))
+
+
+def subprocess_pid_that_exited() -> int:
+    proc = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(0,))
+    proc.start()
+    proc.join()
+    return proc.pid
+
+
+def test_artifacts_follow_the_umask(tmp_path, digits):
+    old = os.umask(0o022)
+    try:
+        store, _, mid = _store_with_model(tmp_path, digits)
+        rid = _save_record(store, mid)["record_id"]
+    finally:
+        os.umask(old)
+    for path in [tmp_path / "models" / mid / "spec.json", tmp_path / "models" / mid / "model.safetensors",
+                 tmp_path / "records" / rid / "record.json", tmp_path / "records" / rid / "per_example.csv"]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+def _compute_once(root: str, counter: str) -> None:
+    store = Store(root)
+    with store.lock("0123456789abcdef"):
+        if not (store.root / "made").exists():
+            with open(counter, "a") as fh:
+                fh.write("x")
+            time.sleep(0.5)
+            (store.root / "made").write_text("1")
+
+
+def test_a_node_lock_lets_one_process_compute_and_the_other_reuse(tmp_path):
+    Store(tmp_path)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_compute_once, args=(str(tmp_path), str(tmp_path / "count"))) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    assert (tmp_path / "count").read_text() == "x"
+
+
+def test_ids_that_are_not_hex_digests_never_become_paths(tmp_path):
+    store = Store(tmp_path)
+    for bad in ("../x", "/etc", "./0123456789abcdef", "0123456789abcdef/"):
+        with pytest.raises(Exception, match="not a valid id"):
+            store.model_spec(bad)
+        with pytest.raises(Exception, match="not a valid id"):
+            store.load_record(bad)
+
+
+def test_legacy_artifacts_are_sealed_on_request(tmp_path, digits):
+    store, _, mid = _store_with_model(tmp_path, digits)
+    path = tmp_path / "models" / mid / "spec.json"
+    spec = json.loads(path.read_text())
+    del spec["integrity"]
+    path.write_text(json.dumps(spec))
+    assert "no content hashes" in str(Store(tmp_path).problems[f"model:{mid}"])
+    assert Store(tmp_path).seal_legacy() == 1
+    assert Store(tmp_path).has_model(mid)

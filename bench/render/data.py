@@ -58,7 +58,7 @@ def board_json(board: Board) -> dict:
                           "threshold": f.threshold, "source": f.source, "evidence": f.evidence}
                          for f in m.diagnosis.findings],
             "reference_model_id": m.reference.model_id if m.reference else None,
-            "probes": None if p is None else {k: v for k, v in p.raw.items() if k != "ce_grad_l1_per_example"},
+            "probes": None if p is None else {k: v for k, v in p.raw.items() if k not in ("ce_grad_l1_per_example", "integrity")},
             "records": sorted(r.record_id for t in m.threats.values() for a in t.attacks.values() for r in a.records),
         }
     return _clean({
