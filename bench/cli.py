@@ -1,4 +1,4 @@
-"""`bench`: the command line. Verbs: run, train, eval, list, leaderboard (`bench VERB --help`).
+"""`bench`: the command line. Verbs: run, train, eval, audit, list, leaderboard, store (`bench VERB --help`).
 
 Exit codes: 0 success; 2 bad input (one line naming the bad value and what is allowed);
 1 a failure of the harness or of an attack adapter (its message says which).
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from bench.errors import AttackContractError, BenchInputError
-from bench.options import budget_plan, resolve_device, split_overrides, sweep_variants
+from bench.options import resolve_device, split_overrides, sweep_variants
 
 EPILOG = "Docs: README.md. Exit codes: 0 ok, 1 harness/attack failure, 2 bad input."
 
@@ -50,6 +50,30 @@ def _epochs(text: str) -> int:
     return value
 
 
+def _batch_size(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
+
+
+def _retries(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"must be in [0, 10], got {value}")
+    return value
+
+
+def _gpu_share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 8:
+        raise argparse.ArgumentTypeError(f"must be in (0, 8], got {value}")
+    return value
+
+
 def _eps_list(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
@@ -79,6 +103,15 @@ def _common(p: argparse.ArgumentParser, *, training: bool = True) -> None:
         p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field: `temperature=20` (every selected defense that has it), "
                             "`defensive-distillation.temperature=20`, or an attack's: `cw.max_iterations=100`")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (each node: cached or to run, with its estimated cost) and exit")
+    p.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local: one node after another here (default); ray: each node a Ray task "
+                        "(pip install 'distill-bench[ray]'; the store must be on a filesystem every worker sees)")
+    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
+    p.add_argument("--retries", type=_retries, default=2, help="retries of a node that raises (default: 2)")
+    p.add_argument("--gpus-per-task", type=_gpu_share, default=1.0,
+                   help="with --executor ray on a cluster with GPUs: the GPU share of each node (default: 1)")
     p.add_argument("--force", nargs="?", const="all", default=None, metavar="NAMES",
                    help="recompute cached artifacts: all of them, or those of the comma-separated defenses "
                         "and attacks named (each once per run)")
@@ -92,7 +125,9 @@ def _attack_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eps", type=_eps_list, default=None,
                    help="comma-separated budgets for the single --norm chosen (default: the dataset's, "
                         "MNIST-like linf 0.3 / l2 2.0, CIFAR linf 8/255 / l2 0.5; l0 0.145 of the features)")
-    p.add_argument("--attack-batch-size", type=_positive_int, default=500, help="examples per attack batch (default: 500)")
+    p.add_argument("--attack-batch-size", type=_batch_size, default=500,
+                   help="examples per attack batch, or auto (on a GPU: the largest that fits a quarter of the free "
+                        "memory; 500 on the CPU). Part of each record's key (default: 500)")
     p.add_argument("--no-adaptive", action="store_true",
                    help="skip the adaptive stage (the attacks a masking flag calls for; docs/masking.md)")
 
@@ -122,6 +157,27 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--model-id", action="append", default=None, help="a model id from `bench list models` (repeatable)")
     target.add_argument("--defense", default=None, help="comma-separated defenses, or all (must be trained already)")
     _common(p)
+    _attack_options(p)
+
+    p = sub.add_parser("audit", help="attack a model no plugin trained: a checkpoint, a factory, a zoo model",
+                       epilog=EPILOG,
+                       description="Audit a model trained elsewhere with the same suite, probes, masking rules "
+                                   "and adaptive stage as `bench run`; it becomes a leaderboard row marked "
+                                   "external. Safe loading only: safetensors, or a .pt/.pth state dict "
+                                   "(weights_only); never a pickled module.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", default=None, metavar="FILE",
+                        help="a .safetensors / .pt / .pth state dict of a registered --arch")
+    source.add_argument("--model", default=None, metavar="PKG.MODULE:FACTORY",
+                        help="an import path whose factory returns the nn.Module (logits, [0, 1] inputs), "
+                             "or robustbench:NAME (needs the robustbench package and the network)")
+    p.add_argument("--weights", default=None, metavar="FILE", help="with --model: a state dict to load into it")
+    p.add_argument("--name", default=None, help="the row label (default: the file or factory)")
+    _common(p, training=False)
+    p.add_argument("--epochs", type=_epochs, default=None,
+                   help="training length of the undefended surrogate of transfer attacks (default: vanilla's)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="ATTACK.KEY=VALUE",
+                   help="override an attack's config field, e.g. `cw.max_iterations=100`")
     _attack_options(p)
 
     p = sub.add_parser("list", help="list defenses, attacks, datasets, archs, or trained models", epilog=EPILOG)
@@ -168,9 +224,20 @@ class _Session:
         arch_info(self.arch)
         self.device = resolve_device(args.device)
         self.dataset = load_dataset(args.dataset, args.data_root, args.download)
-        self.store = Store(args.out, create=args.verb != "eval", log=log)
+        if getattr(args, "dry_run", False) and not Path(args.out).is_dir():
+            import tempfile  # a dry run writes nothing: an empty store stands in for the missing one
+
+            self._tmp = tempfile.TemporaryDirectory(prefix="bench-dry-run-")
+            self.store = Store(self._tmp.name, log=log)
+        else:
+            self.store = Store(args.out, create=args.verb != "eval", log=log)
         for problem in self.store.problems.values():
             log(f"bench: warning: {problem}")
+        if getattr(args, "attack_batch_size", None) == "auto":
+            from bench.options import auto_attack_batch_size
+
+            args.attack_batch_size = auto_attack_batch_size(self.arch, self.dataset, self.device)
+            log(f"attack batch size: {args.attack_batch_size} (auto, {self.device})")
         self.runner = Runner(self.store, self.dataset, self.device, quiet=args.quiet, log=log,
                              attack_batch_size=getattr(args, "attack_batch_size", 500),
                              epochs=getattr(args, "epochs", None), command=_command_line(),
@@ -202,75 +269,16 @@ def _force_names(args) -> frozenset[str]:
     return frozenset(names)
 
 
-def _run_attacks(args, session, nodes, attack_names, per_attack) -> list[dict]:
-    plan = budget_plan(args, attack_names, session.family, session.dataset.shape)
-    records = []
-    for node in nodes:
-        for name, budget in plan:
-            records.append(session.runner.record(node, name, per_attack.get(name, {}), budget, args.n_eval, args.seed))
-    return records
-
-
-def _adaptive_stage(args, session, nodes, attack_names, log, rounds: int = 2) -> None:
-    """For every model of the run whose verdict is "masking suspected": run the adaptive attacks its
-    fired rules call for (bench/adaptive.py) at each budget of the run, then assess again; a second
-    round answers rules the first round's records made fire."""
-    from bench import adaptive
-    from bench.assess import assess
-    from bench.records import ResultSet
-    from bench.specs import Budget
-
-    if args.no_adaptive:
-        return
-    from bench.registry import DEFENSES
-
-    budgets = sorted({(b.norm, b.eps) for _, b in budget_plan(args, attack_names, session.family)})
-    by_id = {node.model_id: node for node in nodes}
-    for node in nodes:  # what each defense declares for its own models, flagged or not
-        declared = [adaptive.Prescription(a, dict(c)) for a, c in
-                    DEFENSES.get(node.defense).obj().adaptive_attacks(node.config)]
-        for p in declared:
-            for threat in budgets:
-                if threat[0] in adaptive.attack_norms(p.attack):
-                    log(f"adapt   {node.label:<40} {p.label} at {threat[0]} {threat[1]:g} (declared by {node.defense})")
-                    session.runner.record(node, p.attack, dict(p.config), Budget(*threat), args.n_eval, args.seed,
-                                          adaptive=[f"declared by {node.defense}"])
-    for _ in range(rounds):
-        ran = 0
-        assessments = assess(ResultSet.from_store(session.store, args.dataset), set(by_id))
-        for model_id, m in sorted(assessments.items()):
-            if not m.diagnosis.suspected:
-                continue
-            fired = m.diagnosis.fired
-            for threat in budgets:
-                t = m.threats.get(threat)
-                if t is None:
-                    continue
-                for p in adaptive.missing(fired, threat[0], t.records, m.has_teacher):
-                    log(f"adapt   {by_id[model_id].label:<40} {p.label} at {threat[0]} {threat[1]:g} "
-                        f"(answers {', '.join(fired)})")
-                    session.runner.record(by_id[model_id], p.attack, dict(p.config), Budget(*threat), args.n_eval,
-                                          args.seed, adaptive=fired)
-                    ran += 1
-        if not ran:
-            return
-
-
 def _command_line() -> str:
     """The command as a user would retype it (recorded in each record's provenance)."""
     return "bench " + " ".join(shlex.quote(a) for a in _ARGV)
 
 
-def plan_reference(session, args):
-    """The vanilla model of the run's dataset/arch/seed/epochs, when it is already trained: the
-    reference for the logit-size probe (rule R7). Never trained just for that."""
-    from bench.pipeline import plan_model
-
-    node = plan_model("vanilla", {}, arch=session.arch, dataset=args.dataset, seed=args.seed, epochs=args.epochs)
-    return node if session.store.has_model(node.model_id) else None
-
-
-def _summary(runner) -> str:
+def _summary(runner, report=None) -> str:
+    if report is not None and report.executor != "local":  # remote workers ran them
+        kinds = [t.kind for t, _ in report.done]
+        return (f"executed {len(kinds)} node(s) on workers: trained {kinds.count('train')} model(s), "
+                f"ran {kinds.count('attack')} attack(s), {kinds.count('probe')} probe(s)")
     return (f"trained {len(runner.trained)} model(s), reused {len(runner.reused_models)}; "
             f"ran {len(runner.attacked)} attack(s), reused {len(runner.reused_records)}")
 
@@ -375,6 +383,19 @@ def check_arguments(args) -> None:
         if given:
             raise BenchInputError(f"{', '.join(given)} cannot be combined with --model-id: a stored model's "
                                   f"architecture and training are fixed (use --defense to select by config)")
+    if args.verb == "audit":
+        if args.checkpoint is not None and args.arch is None:
+            raise BenchInputError("--checkpoint needs --arch: the registered architecture its weights belong to "
+                                  "(`bench list archs`)")
+        if args.model is not None and args.arch is not None:
+            raise BenchInputError("--arch applies to --checkpoint only; a --model factory builds its own module")
+        if args.weights is not None and args.model is None:
+            raise BenchInputError("--weights applies to --model only; pass a checkpoint with --checkpoint FILE --arch NAME")
+        for flag, value in (("--checkpoint", args.checkpoint), ("--weights", args.weights)):
+            if value is not None and not Path(value).is_file():
+                raise BenchInputError(f"{flag} {value!r} does not exist")
+    if getattr(args, "ray_address", None) is not None and args.executor != "ray":
+        raise BenchInputError("--ray-address needs --executor ray")
     read_only = args.verb in ("leaderboard", "store", "eval") or (args.verb == "list" and args.what == "models")
     if hasattr(args, "out") and (args.verb != "list" or args.what == "models"):
         check_folder(args.out, "--out", must_exist=read_only)
@@ -412,29 +433,91 @@ def cmd_run(args, log) -> int:
     out = _leaderboard_path(args)
     session = _Session(args, log)
     nodes = session.plan(args, defenses, per_defense)
-    budget_plan(args, attacks, session.family, session.dataset.shape)  # budgets checked before any training
-    for node in nodes:
-        session.runner.model(node)
-    _run_attacks(args, session, nodes, attacks, per_attack)
-    _probe(session, args, nodes)
-    _adaptive_stage(args, session, nodes, attacks, log)
+    plan = _eval_plan(args, session, attacks, per_attack)  # budgets checked before any training
+    report = _execute(args, session, nodes, plan, log)
+    if report is None:  # --dry-run
+        return 0
     command = _command_line()
     board = _board(session.store, args.dataset, {node.model_id for node in nodes})
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_board(board, out, log)
     print(board_markdown(board, command=command))
-    log(f"{_summary(session.runner)}; leaderboard written to {out} (and {out.with_suffix('.json').name})")
-    return 0
+    log(f"{_summary(session.runner, report)}; leaderboard written to {out} (and {out.with_suffix('.json').name})")
+    return _finish(report, log)
 
 
-def _probe(session, args, nodes) -> None:
-    """Probes of every model of the run and of its undefended reference (rule R7), when trained."""
-    for node in nodes:
-        session.runner.probes(node, args.n_eval)
-    if not getattr(args, "model_id", None):
-        reference = plan_reference(session, args)
-        if reference is not None and reference.model_id not in {node.model_id for node in nodes}:
-            session.runner.probes(reference, args.n_eval)
+def _eval_plan(args, session, attacks, per_attack):
+    """The evaluation half of the run, from the command line; budgets checked before any work."""
+    from bench.plan import EvalPlan
+
+    plan = EvalPlan(args.dataset, session.family, tuple(session.dataset.shape), tuple(attacks),
+                    {k: dict(v) for k, v in per_attack.items()}, args.norm, tuple(args.eps) if args.eps else None,
+                    args.attacks.strip() != "all", args.n_eval, args.seed, not args.no_adaptive)
+    plan.budgets()
+    return plan
+
+
+def _executor(args, session, log):
+    """The executor `--executor` names (local by default; Ray imported only when asked for)."""
+    from bench.executors import LocalExecutor, RayExecutor, WorkerContext
+
+    if getattr(args, "executor", "local") == "local":
+        return LocalExecutor(session.runner, log, retries=args.retries)
+    ctx = WorkerContext(str(Path(args.out).resolve()), args.dataset, args.data_root, args.device,
+                        getattr(args, "attack_batch_size", 500), getattr(args, "epochs", None), _command_line(),
+                        session.runner.force)
+    return RayExecutor(ctx, log, address=args.ray_address, retries=args.retries, gpus_per_task=args.gpus_per_task)
+
+
+def _execute(args, session, nodes, plan, log):
+    """Plan the DAG (models, the suite, probes), execute it, then the adaptive stage's rounds, each
+    planned after an assessment. Returns the Report, or None for --dry-run (the plan printed)."""
+    from bench.plan import adaptive_round, declared_round, first_round, reference_node, train_tasks
+
+    runner = session.runner
+    if plan is None:
+        tasks = train_tasks(nodes)
+    else:
+        refs = {}
+        for node in nodes:
+            ref = reference_node(session.store, node, runner.epochs)
+            if ref is not None and ref.model_id not in {n.model_id for n in nodes}:
+                refs[ref.model_id] = ref
+        tasks = first_round(plan, runner, nodes, list(refs.values()))
+    if getattr(args, "dry_run", False):
+        from bench.render.plan import plan_text
+
+        print(plan_text(tasks, runner, adaptive=plan is not None and plan.adaptive))
+        return None
+    executor = _executor(args, session, log)
+
+    def execute(batch):
+        todo = batch if executor.name == "local" else [t for t in batch if not t.cached(runner)]
+        return executor.run(todo)
+
+    report = execute(tasks)
+    if plan is not None and plan.adaptive and not report.failed:
+        report.merge(execute(declared_round(plan, runner, nodes)))
+        for _ in range(2):  # a second round answers rules the first round's records made fire
+            session.store.refresh_index()
+            batch = adaptive_round(plan, runner, session.store, nodes)
+            batch = [t for t in batch if t.id not in report.failed]
+            if not batch:
+                break
+            report.merge(execute(batch))
+    session.store.refresh_index()
+    return report
+
+
+def _finish(report, log) -> int:
+    """Exit code 1 when a node failed (after the retries), with every failure on its own line."""
+    if report is None or not (report.failed or report.skipped):
+        return 0
+    for line in report.summary_lines():
+        print(f"bench: {line}", file=sys.stderr)
+    print(f"bench: {len(report.failed)} node(s) failed, {len(report.skipped)} skipped; the others' results are "
+          f"in the store (rerun to retry)", file=sys.stderr)
+    return 1
 
 
 def cmd_train(args, log) -> int:
@@ -443,11 +526,14 @@ def cmd_train(args, log) -> int:
     defenses = DEFENSES.resolve(args.defense)
     per_defense, _ = split_overrides(args.sets, defenses, [])
     session = _Session(args, log)
-    for node in session.plan(args, defenses, per_defense):
-        session.runner.model(node)
+    nodes = session.plan(args, defenses, per_defense)
+    report = _execute(args, session, nodes, None, log)
+    if report is None:
+        return 0
+    for node in nodes:
         print(f"{node.model_id}  {node.label}  {node.arch}  {node.dataset}")
-    log(_summary(session.runner))
-    return 0
+    log(_summary(session.runner, report))
+    return _finish(report, log)
 
 
 def cmd_eval(args, log) -> int:
@@ -490,14 +576,49 @@ def cmd_eval(args, log) -> int:
                     raise problem
                 raise BenchInputError(f"{node.label} ({node.arch}, {node.dataset}, seed {node.seed}) is not trained "
                                       f"in {args.out} (model {node.model_id}); run `bench train` first")
-    _run_attacks(args, session, nodes, attacks, per_attack)
-    _probe(session, args, nodes)
-    _adaptive_stage(args, session, nodes, attacks, log)
+    report = _execute(args, session, nodes, _eval_plan(args, session, attacks, per_attack), log)
+    if report is None:
+        return 0
     from bench.render.markdown import board_markdown
 
     print(board_markdown(_board(session.store, args.dataset, {node.model_id for node in nodes}),
                          command=_command_line()))
-    log(_summary(session.runner))
+    log(_summary(session.runner, report))
+    return _finish(report, log)
+
+
+def cmd_audit(args, log) -> int:
+    from bench.audit import audit_model, load_checkpoint, load_factory, load_zoo
+    from bench.data import dataset_info, load_dataset
+    from bench.registry import ATTACKS
+
+    attacks = ATTACKS.resolve(args.attacks)
+    _, per_attack = split_overrides(args.sets, [], attacks)
+    dataset_info(args.dataset)
+    data = load_dataset(args.dataset, args.data_root, args.download)
+    provenance = {}
+    if args.checkpoint:
+        from bench.files import sha256_file
+
+        from bench.archs import arch_info
+
+        arch_info(args.arch)
+        model = load_checkpoint(args.checkpoint, args.arch, data)
+        source, origin, arch = "checkpoint", Path(args.checkpoint).name, args.arch
+        provenance["file_sha256"] = sha256_file(Path(args.checkpoint))
+    elif args.model.startswith("robustbench:"):
+        model = load_zoo(args.model.partition(":")[2], args.dataset, args.norm).eval()
+        source, origin, arch = "robustbench", args.model, "external"
+    else:
+        model = load_factory(args.model, args.weights)
+        source, origin, arch = "factory", args.model, "external"
+    result = audit_model(model, dataset=args.dataset, norm=args.norm, eps=args.eps, attacks=",".join(attacks),
+                         n=args.n_eval, device=args.device, store=args.out, seed=args.seed,
+                         adaptive=not args.no_adaptive, attack_config=per_attack, batch_size=args.attack_batch_size,
+                         epochs=args.epochs, data_root=args.data_root, name=args.name, source=source, origin=origin,
+                         arch=arch, quiet=args.quiet, log=log, command=_command_line())
+    print(result.markdown())
+    log(f"audited model {result.model_id} ({result.label}) into {args.out}")
     return 0
 
 
@@ -585,8 +706,8 @@ def cmd_store(args, log) -> int:
     return 1 if store.problems and args.action == "verify" else 0
 
 
-VERBS = {"run": cmd_run, "train": cmd_train, "eval": cmd_eval, "list": cmd_list, "leaderboard": cmd_leaderboard,
-         "store": cmd_store}
+VERBS = {"run": cmd_run, "train": cmd_train, "eval": cmd_eval, "audit": cmd_audit, "list": cmd_list,
+         "leaderboard": cmd_leaderboard, "store": cmd_store}
 
 
 _ARGV: list[str] = []

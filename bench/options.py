@@ -116,3 +116,29 @@ def budget_plan(args, attack_names, family, shape: tuple[int, ...] | None = None
                                           f"dataset (at most {math.prod(shape) ** 0.5:.4g})")
                 plan.append((name, Budget(norm, eps)))
     return plan
+
+
+def auto_attack_batch_size(arch: str, dataset, device) -> int:
+    """`--attack-batch-size auto`: on a GPU, the largest power of two whose forward and backward
+    pass of `arch` fits in a quarter of the free device memory (attacks keep a few copies of the
+    batch, its gradient and their best iterate), measured on the architecture itself; 500 on the CPU.
+    The number chosen is part of each record's key (results depend on the batch size)."""
+    import torch
+
+    from bench.archs import create_model
+
+    if device.type != "cuda":
+        return 500
+    model = create_model(arch, dataset).to(device).eval()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    probe = 64
+    x = torch.rand(probe, *dataset.shape, device=device, requires_grad=True)
+    model(x).logsumexp(1).sum().backward()
+    per_example = max((torch.cuda.max_memory_allocated(device) - base) / probe, 1.0)
+    free, _ = torch.cuda.mem_get_info(device)
+    del model, x
+    torch.cuda.empty_cache()
+    fits = int(free * 0.25 / per_example)
+    return max(probe, min(16384, 2 ** int(math.log2(max(fits, 1)))))

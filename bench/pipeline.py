@@ -107,6 +107,14 @@ def plan_model(defense: str, overrides: Mapping[str, Any], *, arch: str, dataset
     return TrainNode(defense, cfg, arch, dataset, seed, upstream)
 
 
+@dataclass
+class PreparedAttack:
+    attack: Any
+    config: dict
+    surrogate: TrainNode | None
+    spec: AttackSpec
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -136,6 +144,14 @@ class Runner:
         # --force: "all", or defense / attack names whose artifacts are recomputed (once per run)
         self.force = frozenset(force or ())
         self._forced: set[str] = set()
+
+    def adopt(self, model_id: str, model: torch.nn.Module) -> None:
+        """Use this in-memory model for `model_id` (an audited model: bench/audit.py)."""
+        self._models[model_id] = model.eval()
+
+    def would_force(self, node_id: str, *names: str) -> bool:
+        """Would `--force` recompute this node (not yet recomputed in this run)?"""
+        return node_id not in self._forced and bool("all" in self.force or self.force & set(names))
 
     def _forced_now(self, node_id: str, *names: str) -> bool:
         """Recompute this node though it is cached? Each forced node is recomputed once per run."""
@@ -203,10 +219,10 @@ class Runner:
         return model
 
     # --- attacking ---------------------------------------------------------------------------
-    def record(self, node: TrainNode, attack_name: str, attack_overrides: Mapping[str, Any], budget: Budget,
-               n_eval: int | None, seed: int, adaptive: list[str] | None = None) -> dict:
-        """The record of `attack_name` at `budget` on `node`'s model: cached or computed now.
-        `adaptive`: the fired rules this attack answers (the adaptive stage, bench/adaptive.py)."""
+    def prepare_attack(self, node: TrainNode, attack_name: str, attack_overrides: Mapping[str, Any], budget: Budget,
+                       n_eval: int | None, seed: int) -> "PreparedAttack":
+        """The attack instance, its recorded config, its surrogate node (transfer) and its spec, all
+        without training or loading anything: what planning needs to know the record id."""
         attack_cls = ATTACKS.get(attack_name).obj
         attack = attack_cls(apply_overrides(attack_cls.Config(), attack_overrides, attack_name))
         attack_config = config_to_dict(attack.cfg)
@@ -223,12 +239,27 @@ class Runner:
                 # backward must not be inherited by the surrogate
                 # trained as long as the attacked model (`bench eval --model-id` has no --epochs of its own)
                 epochs = self.epochs if self.epochs is not None else getattr(node.config, "epochs", None)
-                surrogate = plan_model(attack_cls.surrogate, {}, arch=base_arch(node.arch), dataset=node.dataset,
+                try:
+                    arch = base_arch(node.arch)
+                except BenchInputError:  # an external model of no registered architecture
+                    from bench.data import dataset_info
+
+                    arch = dataset_info(node.dataset).default_arch
+                surrogate = plan_model(attack_cls.surrogate, {}, arch=arch, dataset=node.dataset,
                                        seed=node.seed, epochs=epochs)
             attack_config["surrogate_model_id"] = surrogate.model_id
-        x, y = self.dataset.eval_slice(n_eval)
-        spec = AttackSpec(node.model_id, attack_name, attack_config, budget, self.dataset.name, "test", len(y), seed,
+        n = len(self.dataset.eval_slice(n_eval)[1])
+        spec = AttackSpec(node.model_id, attack_name, attack_config, budget, self.dataset.name, "test", n, seed,
                           self.attack_batch_size, attack_code(attack_name, attack))
+        return PreparedAttack(attack, attack_config, surrogate, spec)
+
+    def record(self, node: TrainNode, attack_name: str, attack_overrides: Mapping[str, Any], budget: Budget,
+               n_eval: int | None, seed: int, adaptive: list[str] | None = None) -> dict:
+        """The record of `attack_name` at `budget` on `node`'s model: cached or computed now.
+        `adaptive`: the fired rules this attack answers (the adaptive stage, bench/adaptive.py)."""
+        prepared = self.prepare_attack(node, attack_name, attack_overrides, budget, n_eval, seed)
+        attack, attack_config, surrogate, spec = prepared.attack, prepared.config, prepared.surrogate, prepared.spec
+        x, y = self.dataset.eval_slice(n_eval)
         rid = spec.record_id
         forced = self._forced_now(rid, attack_name, node.defense)
         if not forced and self.store.has_record(rid):
@@ -288,14 +319,19 @@ class Runner:
                  f"robust {m['robust_acc']:.1%} ({outcome.wall_seconds:.1f}s)")
         return record
 
-    def probes(self, node: TrainNode, n_eval: int | None) -> dict:
-        """The model probes of `node` on the evaluation slice, cached like records."""
-        from bench.probes import PROBE_VERSION, probe_model
+    def probe_id(self, node: TrainNode, n_eval: int | None) -> str:
+        from bench.probes import PROBE_VERSION
         from bench.specs import content_hash
 
+        return content_hash({"kind": "probes", "version": PROBE_VERSION, "model_id": node.model_id,
+                             "dataset": self.dataset.name, "n": len(self.dataset.eval_slice(n_eval)[1])})
+
+    def probes(self, node: TrainNode, n_eval: int | None) -> dict:
+        """The model probes of `node` on the evaluation slice, cached like records."""
+        from bench.probes import probe_model
+
         x, y = self.dataset.eval_slice(n_eval)
-        probe_id = content_hash({"kind": "probes", "version": PROBE_VERSION, "model_id": node.model_id,
-                                 "dataset": self.dataset.name, "n": len(y)})
+        probe_id = self.probe_id(node, n_eval)
         cached = self.store.load_probes(probe_id)
         if cached is not None:
             return cached

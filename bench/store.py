@@ -377,7 +377,8 @@ class Store:
 
     def save_model(self, model: torch.nn.Module, spec: dict, *, replace: bool = False) -> None:
         staging = self._staging()
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        # cloned: tensors that share storage (tied weights) cannot be saved as safetensors
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
         weights = save(state)
         (staging / "model.safetensors").write_bytes(weights)
         _fsync_file(staging / "model.safetensors")
@@ -423,9 +424,19 @@ class Store:
             raise CorruptArtifact("model", model_id, f"model.safetensors is unreadable ({exc})", folder) from None
         if sha256_bytes(weights) != spec["integrity"]["files"]["model.safetensors"]:
             raise CorruptArtifact("model", model_id, "model.safetensors differs from the hash in spec.json", folder)
+        if spec["defense"] == "external" and spec["arch"] == "external":
+            config = spec.get("config", {})
+            if config.get("source") != "factory":
+                raise BenchInputError(f"model {model_id} is an audited module of no registered architecture; audit it "
+                                      f"again (`distill_bench.audit(model, ...)`) to attack it further")
         try:
             state = load(weights)
-            model = create_model(spec["arch"], dataset)
+            if spec["arch"] == "external":
+                from bench.audit import load_factory
+
+                model = load_factory(spec["config"]["origin"])
+            else:
+                model = create_model(spec["arch"], dataset)
             model.load_state_dict(state)
         except Exception as exc:  # noqa: BLE001 - a valid hash but an unusable file: still corrupt
             raise CorruptArtifact("model", model_id, f"the weights do not load ({str(exc).splitlines()[0]})",

@@ -87,35 +87,42 @@ def fit(
     model.to(device).train()
     opt = optim.build(model.parameters())
     order_rng = torch.Generator().manual_seed(seed)
+    # the data lives on the device for the whole fit (no host-to-device copy per step), and the
+    # loop never waits for the device inside an epoch: loss, accuracy and the finiteness check are
+    # accumulated as device tensors and read once per epoch (one synchronisation per epoch)
+    x, y = x.to(device), y.to(device)
+    extra = extra.to(device) if extra is not None else None
     n = len(y)
     steps_per_epoch = math.ceil(n / optim.batch_size)
     total = optim.epochs * steps_per_epoch
     bar = tqdm(total=total, desc=desc, disable=True if quiet else None, unit="batch", leave=False, dynamic_ncols=True)
     step = 0
     for epoch in range(optim.epochs):
-        perm = torch.randperm(n, generator=order_rng)
-        seen = correct = 0
-        loss_sum = 0.0
+        perm = torch.randperm(n, generator=order_rng).to(device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        finite = torch.ones((), device=device, dtype=torch.bool)
         for start in range(0, n, optim.batch_size):
             idx = perm[start : start + optim.batch_size]
-            xb, yb = x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
+            xb, yb = x[idx], y[idx]
             for group in opt.param_groups:
                 group["lr"] = _lr_at(optim, step / total)
             if extra is None:
                 loss, logits = loss_fn(model, xb, yb)
             else:
-                loss, logits = loss_fn(model, xb, yb, extra[idx].to(device, non_blocking=True))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{desc}: loss became {loss.item()} at epoch {epoch + 1}, step {step}")
+                loss, logits = loss_fn(model, xb, yb, extra[idx])
+            finite &= torch.isfinite(loss.detach())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
-            seen += len(yb)
-            loss_sum += loss.item() * len(yb)
-            correct += (logits.detach().argmax(1) == yb).sum().item()
+            loss_sum += loss.detach() * len(yb)
+            correct += (logits.detach().argmax(1) == yb).sum()
             bar.update(1)
-            bar.set_postfix(epoch=f"{epoch + 1}/{optim.epochs}", loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
+        if not bool(finite):
+            raise FloatingPointError(f"{desc}: the loss became non-finite during epoch {epoch + 1}")
+        bar.set_postfix(epoch=f"{epoch + 1}/{optim.epochs}", loss=f"{loss_sum.item() / n:.4f}",
+                        acc=f"{correct.item() / n:.3f}")
     bar.close()
     return model.eval()
 

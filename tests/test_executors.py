@@ -1,0 +1,122 @@
+"""Plan, then execute: the same store from the local executor and from Ray; a node that raises is
+retried, then reported while the others' results are kept; `--dry-run` prints the plan and writes
+nothing; GPU code paths where a GPU exists."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from bench.attacks.base import Attack
+from bench.registry import ATTACKS, Entry
+from bench.store import Store
+
+from test_cli import bench
+
+RUN = ["run", "--defense", "vanilla,defensive-distillation", "--attacks", "pgd,noise", "--norm", "linf",
+       "--dataset", "digits", "--epochs", "2", "--n-eval", "30", "--no-adaptive", "--quiet"]
+
+
+def _contents(out):
+    store = Store(out)
+    models = sorted(m["model_id"] for m in store.models())
+    records = {r["record_id"]: (r["model_id"], r["spec"]["attack"]["name"], r["metrics"]["clean_acc"],
+                                r["metrics"]["robust_acc"], r["metrics"]["unbounded_success_rate"])
+               for r in store.records()}
+    return models, records
+
+
+def test_local_and_ray_executors_make_the_same_store(tmp_path):
+    ray = pytest.importorskip("ray")
+    assert bench(*RUN, "--out", tmp_path / "local") == 0
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert bench(*RUN, "--out", tmp_path / "ray", "--executor", "ray") == 0
+    finally:
+        ray.shutdown()
+    local, remote = _contents(tmp_path / "local"), _contents(tmp_path / "ray")
+    assert len(local[0]) == 3 and len(local[1]) == 4
+    assert local == remote
+
+
+class Flaky(Attack):
+    """Fails on its first `fails` calls (a lost worker, an out-of-memory), then returns the clean input."""
+    name, norms, role = "flaky", frozenset({"linf"}), "black-box"
+    fails = 2
+    calls = 0
+
+    def run(self, model, x, y, *, budget, num_classes, generator):
+        type(self).calls += 1
+        if type(self).calls <= self.fails:
+            raise RuntimeError(f"transient failure {type(self).calls}")
+        return x
+
+
+@pytest.fixture()
+def flaky(monkeypatch):
+    ATTACKS.entries  # discover first
+    monkeypatch.setitem(ATTACKS.entries, "flaky", Entry("flaky", Flaky, "tests"))
+    Flaky.calls = 0
+    return Flaky
+
+
+def test_a_node_that_raises_is_retried(tmp_path, flaky, capsys):
+    flaky.fails = 2
+    assert bench(*RUN, "--attacks", "pgd,flaky", "--out", tmp_path / "runs", "--retries", "2") == 0
+    assert flaky.calls == 2 + 2  # two failures, then one success on each of the two models
+
+
+def test_a_node_that_keeps_failing_is_reported_and_the_others_are_kept(tmp_path, flaky, capsys):
+    flaky.fails = 10**6
+    code = bench(*RUN, "--attacks", "pgd,flaky", "--out", tmp_path / "runs", "--retries", "1")
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.count("failed after 2 attempt(s): attack flaky") == 2 and "Traceback" not in err
+    models, records = _contents(tmp_path / "runs")
+    assert len(models) == 3 and sorted(r[1] for r in records.values()) == ["pgd", "pgd"]
+    assert flaky.calls == 4
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert bench(*RUN, "--out", out, "--dry-run") == 0
+    text = capsys.readouterr().out
+    assert not out.exists()
+    assert "plan: 9 node(s) (attack: 4 to run, 0 cached; probe: 2 to run, 0 cached; train: 3 to run, 0 cached)" in text
+    assert bench(*RUN, "--out", out) == 0
+    capsys.readouterr()
+    assert bench(*RUN, "--attacks", "pgd,noise,fgsm", "--out", out, "--dry-run") == 0
+    text = capsys.readouterr().out
+    assert "attack: 2 to run, 4 cached" in text and "train: 0 to run, 3 cached" in text
+    assert "estimated cost of the 2 node(s) to run" in text
+
+
+def test_ray_missing_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    assert bench(*RUN, "--out", tmp_path / "runs", "--executor", "ray") == 2
+    assert "--executor ray needs Ray: pip install 'distill-bench[ray]'" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_training_and_attacks_on_the_gpu_match_the_cpu_within_noise(tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    for device in ("cpu", "cuda"):
+        assert bench(*RUN, "--out", tmp_path / device, "--device", device) == 0
+    cpu, gpu = _contents(tmp_path / "cpu"), _contents(tmp_path / "cuda")
+    assert cpu[0] == gpu[0]  # model ids do not depend on the device
+    by_key = lambda recs: sorted((m, a, round(r, 1)) for m, a, c, r, u in recs.values())
+    assert [(m, a) for m, a, _ in by_key(cpu[1])] == [(m, a) for m, a, _ in by_key(gpu[1])]
+    assert all(abs(x[2] - y[2]) <= 0.2 for x, y in zip(by_key(cpu[1]), by_key(gpu[1])))
+
+
+@pytest.mark.gpu
+def test_auto_attack_batch_size_fills_the_gpu_and_is_500_on_the_cpu(digits):
+    from bench.options import auto_attack_batch_size
+
+    assert auto_attack_batch_size("digits-cnn", digits, torch.device("cpu")) == 500
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    size = auto_attack_batch_size("digits-cnn", digits, torch.device("cuda"))
+    assert size >= 64 and size & (size - 1) == 0
