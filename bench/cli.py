@@ -304,7 +304,7 @@ def _board(store, dataset: str | None, model_ids=None, command: str | None = Non
 
 def _write_board(board, path: Path, log) -> None:
     """leaderboard.md (given path), leaderboard.json beside it, and a security-curve PNG per swept norm."""
-    from bench.publish import _write_atomic
+    from bench.files import write_atomic as _write_atomic
     from bench.render.data import board_json_text
     from bench.render.markdown import board_markdown, security_curves
     from bench.render.plots import security_curve_png
@@ -680,7 +680,7 @@ def cmd_leaderboard(args, log) -> int:
     text = {"markdown": lambda: board_markdown(board), "json": lambda: board_json_text(board),
             "csv": lambda: board_csv(board)}[args.format]()
     if args.output:
-        from bench.publish import _write_atomic
+        from bench.files import write_atomic as _write_atomic
 
         _write_atomic(Path(args.output), text.encode())
     print(text, end="" if text.endswith("\n") else "\n")

@@ -30,6 +30,7 @@ from bench.records import Record, ResultSet, valid_id
 from bench.render.data import board_json_text
 from bench.render.markdown import md_table, model_markdown, page_markdown, pct, security_curves
 from bench.render.plots import gradient_histogram_png, security_curve_png, temperature_png
+from bench.files import write_atomic
 from bench.store import Store
 
 MARKER = ".distill-bench-publish.json"
@@ -180,25 +181,7 @@ def check_destination(store: Store, dest: Path, replace: bool) -> dict | None:
     return marker
 
 
-def _write_atomic(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+_write_atomic = write_atomic  # one atomic writer for every file bench writes (bench/files.py)
 
 
 def publish(store: Store, dest: Path, dataset: str | None = None, replace: bool = False) -> list[Path]:

@@ -543,33 +543,22 @@ class Store:
     def seal_legacy(self) -> int:
         """Add content hashes to artifacts written before they existed (trusting their current
         content). Returns how many were sealed."""
-        sealed = 0
-        for folder in self._folders(self.models_dir):
-            path = folder / "spec.json"
+        def seal_file(path: Path, files: dict[str, Path]) -> int:
             data = _read(path)
-            if data is None:
-                continue
-            with contextlib.suppress(ValueError):
-                spec = json.loads(data)
-                if isinstance(spec, dict) and "integrity" not in spec and (folder / "model.safetensors").is_file():
-                    write_json_atomic(path, seal(spec, {"model.safetensors": folder / "model.safetensors"}))
-                    sealed += 1
-        for folder in self._folders(self.records_dir):
-            path = folder / "record.json"
-            data = _read(path)
-            if data is None:
-                continue
-            with contextlib.suppress(ValueError):
-                rec = json.loads(data)
-                if isinstance(rec, dict) and "integrity" not in rec and (folder / "per_example.csv").is_file():
-                    write_json_atomic(path, seal(rec, {"per_example.csv": folder / "per_example.csv"}))
-                    sealed += 1
-        for path in sorted(self.probes_dir.glob("*.json")):
-            with contextlib.suppress(ValueError):
-                probes = json.loads(path.read_bytes())
-                if isinstance(probes, dict) and "integrity" not in probes:
-                    write_json_atomic(path, seal(probes, {}))
-                    sealed += 1
+            try:
+                obj = json.loads(data) if data is not None else None
+            except ValueError:
+                return 0
+            if not isinstance(obj, dict) or "integrity" in obj or not all(f.is_file() for f in files.values()):
+                return 0
+            write_json_atomic(path, seal(obj, files))
+            return 1
+
+        sealed = sum(seal_file(f / "spec.json", {"model.safetensors": f / "model.safetensors"})
+                     for f in self._folders(self.models_dir))
+        sealed += sum(seal_file(f / "record.json", {"per_example.csv": f / "per_example.csv"})
+                      for f in self._folders(self.records_dir))
+        sealed += sum(seal_file(path, {}) for path in sorted(self.probes_dir.glob("*.json")))
         self.refresh_index()
         return sealed
 

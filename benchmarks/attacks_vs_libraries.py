@@ -268,7 +268,7 @@ def main() -> None:
 
     # --- AutoAttack --------------------------------------------------------------------------------
     if "autoattack" in families:
-        from bench.attacks.autoattack import AutoAttack
+        from bench.attacks.autoattack import AutoAttackStandard as AutoAttack
 
         def aa():
             return AutoAttack(AutoAttack.Config()).run(model, x, y, budget=Budget("linf", 0.3), num_classes=10,

@@ -85,8 +85,9 @@ class CarliniWagnerL2(Attack):
                 m = margin(logits, y)
                 l2 = flat(x_new - x).pow(2).sum(1)
                 loss = (l2 + const * (m + cfg.confidence).clamp(min=0)).sum()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
+                # the gradient of w only: never into the model's parameters (a third of the
+                # backward pass of a conv net, and no .grad left on the model)
+                w.grad, = torch.autograd.grad(loss, w)
                 opt.step()
                 with torch.no_grad():
                     # bookkeeping on the iterate the logits were computed for (before the step)

@@ -8,7 +8,9 @@ maximises α·|β| with α = ∂F_t/∂x_p + ∂F_t/∂x_q > 0 and β = Σ_{j≠
 its maximum (θ = +1), both leave the search domain, until the model predicts the target or γ of
 the features have changed. γ is the L0 budget (fraction of input features), 14.5% by default.
 F is the softmax output, as in the paper: that is why defensive distillation defeats JSMA (its
-softmax saturates), and `use_logits=True` is the variant that does not care.
+softmax saturates), and `use_logits=True` is the variant that does not care. On the softmax the
+pair search reduces exactly to the two largest ∂F_t/∂x (Σ_j F_j = 1 makes β = −α); on logits it
+scans every pair.
 """
 from __future__ import annotations
 
@@ -34,7 +36,6 @@ def jsma_targeted(model, x, target, *, gamma: float, use_logits: bool, chunk: in
     domain = x_adv < 1.0  # θ = +1: only features that can still increase
     active = torch.ones(b, dtype=torch.bool, device=x.device)
     success = torch.zeros(b, dtype=torch.bool, device=x.device)
-    eye = torch.eye(n, dtype=torch.bool, device=x.device)
     for it in range(max_iters + 1):  # the last pass only checks the final iterate
         idx = active.nonzero().squeeze(1)
         if len(idx) == 0:
@@ -47,18 +48,42 @@ def jsma_targeted(model, x, target, *, gamma: float, use_logits: bool, chunk: in
         active[idx[reached]] = False
         if it == max_iters or reached.all():
             continue
+        work = (~reached).nonzero().squeeze(1)
+        if not use_logits:
+            # Σ_j F_j = 1 for the softmax, so β = Σ_{j≠t} ∂F_j/∂x = −α exactly, and α·|β| = α² with
+            # β < 0 ⇔ α > 0: the best pair is the two features of the search domain with the largest
+            # ∂F_t/∂x, found in O(n) instead of the O(n²) pair scan. Measured at n = 200 on MNIST
+            # (2-core CPU): 26.0 s → 2.1 s, the same 93.3% success; 80% of the adversarial examples
+            # are identical, the others differ where the scan's β (computed as Σ_j ∂F_j − ∂F_t,
+            # whose float error is not exactly −α) broke near-ties differently
+            # (benchmarks/README.md)
+            grad_t, = torch.autograd.grad(out.gather(1, target[idx][:, None]).sum(), xa)
+            rows = idx[work]
+            a = torch.where(domain[rows], grad_t[work], torch.full_like(grad_t[work], float("-inf")))
+            top = a.topk(2, dim=1)
+            ok = top.values.sum(1) > 0  # -inf when fewer than two features are left
+            active[rows[~ok]] = False  # no admissible pair left: the attack has failed here
+            r, p, q = rows[ok], top.indices[ok, 0], top.indices[ok, 1]
+            x_adv[r, p] = 1.0
+            x_adv[r, q] = 1.0
+            domain[r, p] = False
+            domain[r, q] = False
+            continue
         grad_t, = torch.autograd.grad(out.gather(1, target[idx][:, None]).sum(), xa, retain_graph=True)
         grad_all, = torch.autograd.grad(out.sum(), xa)
         grad_o = grad_all - grad_t  # Σ_{j≠t} ∂F_j/∂x
-        work = (~reached).nonzero().squeeze(1)
         for start in range(0, len(work), chunk):
             local = work[start : start + chunk]
             rows = idx[local]
-            gt, go, dom = grad_t[local], grad_o[local], domain[rows]
+            # features outside the search domain can never be picked: their α is pushed far below
+            # zero (and β far above), which makes every pair holding one invalid without masks
+            dom = domain[rows]
+            gt = torch.where(dom, grad_t[local], torch.full_like(grad_t[local], -1e30))
+            go = torch.where(dom, grad_o[local], torch.full_like(grad_o[local], 1e30))
             alpha = gt[:, :, None] + gt[:, None, :]
             beta = go[:, :, None] + go[:, None, :]
-            valid = (alpha > 0) & (beta < 0) & dom[:, :, None] & dom[:, None, :] & ~eye
-            score = torch.where(valid, alpha * -beta, torch.full_like(alpha, -1.0))
+            score = torch.where((alpha > 0) & (beta < 0), alpha * -beta, torch.full_like(alpha, -1.0))
+            score.diagonal(dim1=1, dim2=2).fill_(-1.0)  # a pair is two different features
             best_score, best = score.flatten(1).max(1)
             ok = best_score >= 0
             active[rows[~ok]] = False  # no admissible pair left: the attack has failed here
