@@ -205,7 +205,8 @@ def audit_model(model: nn.Module, *, dataset: str = "mnist-5k", norm: str = "lin
                 attack_config: Mapping[str, Mapping[str, Any]] | None = None, batch_size: int | str = 500,
                 epochs: int | None = None, data_root: str | None = None, name: str | None = None,
                 source: str = "module", origin: str | None = None, arch: str = "external",
-                quiet: bool = True, log: Callable[[str], None] | None = None, command: str = "") -> AuditResult:
+                quiet: bool = True, log: Callable[[str], None] | None = None, command: str = "",
+                provenance: Mapping[str, Any] | None = None) -> AuditResult:
     from bench.assess import assess
     from bench.board import build_board
     from bench.data import dataset_info, load_dataset
@@ -253,7 +254,8 @@ def audit_model(model: nn.Module, *, dataset: str = "mnist-5k", norm: str = "lin
     mid = spec.model_id
     if not st.has_model(mid):
         st.save_model(model, {**spec.to_json(), "label": DEFENSES.get("external").obj().label(config),
-                              "provenance": {"command": command, "source": source, "origin": config.origin}})
+                              "provenance": {"command": command, "source": source, "origin": config.origin,
+                                             **dict(provenance or {})}})
     runner = Runner(st, data, device_, quiet=quiet, log=log, attack_batch_size=batch_size, epochs=epochs,
                     command=command)
     runner.adopt(mid, model)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+from pathlib import Path
 from typing import Sequence
 
 from bench.errors import BenchInputError
@@ -142,3 +144,95 @@ def auto_attack_batch_size(arch: str, dataset, device) -> int:
     torch.cuda.empty_cache()
     fits = int(free * 0.25 / per_example)
     return max(probe, min(16384, 2 ** int(math.log2(max(fits, 1)))))
+
+
+# --- paths and flag combinations, checked before any work (bench/cli.py calls check_arguments) ---
+def _check_path_text(text: str, flag: str) -> Path:
+    if not text or not text.strip() or "\0" in text:
+        raise BenchInputError(f"{flag} {text!r} must name a path")
+    path = Path(text)
+    too_long = [part for part in path.parts if len(part.encode()) > 255]
+    if too_long or len(os.fsencode(str(path.resolve()))) > 4000:
+        raise BenchInputError(f"{flag} {text[:60]!r}…: the path is too long for the filesystem")
+    return path
+
+
+def _nearest_existing(path: Path) -> Path:
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
+
+
+def check_folder(text: str, flag: str, *, must_exist: bool) -> Path:
+    """A folder bench will read (`must_exist`) or create and write: one line on anything unusable."""
+    path = _check_path_text(text, flag)
+    if path.exists() and not path.is_dir():
+        raise BenchInputError(f"{flag} {text!r} is a file, not a folder")
+    if must_exist and not path.is_dir():
+        raise BenchInputError(f"{flag} {text!r} does not exist (run `bench run` first or pass the right folder)")
+    base = _nearest_existing(path)
+    if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+        raise BenchInputError(f"{flag} {text!r}: {str(base)!r} is not a writable folder")
+    return path
+
+
+def check_file_target(text: str, flag: str) -> Path:
+    """A file bench will write."""
+    path = _check_path_text(text, flag)
+    if path.is_dir() or text.endswith(os.sep):
+        raise BenchInputError(f"{flag} {text!r} is a folder; it must name a file")
+    base = _nearest_existing(path.parent if str(path.parent) else Path("."))
+    if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+        raise BenchInputError(f"{flag} {text!r}: {str(base)!r} is not a writable folder")
+    return path
+
+
+def check_arguments(args) -> None:
+    """Every check that needs no data or model, before any work starts."""
+    if args.verb == "leaderboard" and args.action != "publish" and (args.check or args.replace):
+        raise BenchInputError("--check and --replace apply to `bench leaderboard publish` only")
+    if args.verb == "eval" and args.model_id:
+        given = [flag for flag, value in (("--arch", args.arch), ("--sweep", args.sweep), ("--epochs", args.epochs))
+                 if value is not None]
+        if given:
+            raise BenchInputError(f"{', '.join(given)} cannot be combined with --model-id: a stored model's "
+                                  f"architecture and training are fixed (use --defense to select by config)")
+    if args.verb == "audit":
+        if args.checkpoint is not None and args.arch is None:
+            raise BenchInputError("--checkpoint needs --arch: the registered architecture its weights belong to "
+                                  "(`bench list archs`)")
+        if args.model is not None and args.arch is not None:
+            raise BenchInputError("--arch applies to --checkpoint only; a --model factory builds its own module")
+        if args.weights is not None and args.model is None:
+            raise BenchInputError("--weights applies to --model only; pass a checkpoint with --checkpoint FILE --arch NAME")
+        for flag, value in (("--checkpoint", args.checkpoint), ("--weights", args.weights)):
+            if value is not None and not Path(value).is_file():
+                raise BenchInputError(f"{flag} {value!r} does not exist")
+    if getattr(args, "ray_address", None) is not None and args.executor != "ray":
+        raise BenchInputError("--ray-address needs --executor ray")
+    read_only = args.verb in ("leaderboard", "store", "eval") or (args.verb == "list" and args.what == "models")
+    if hasattr(args, "out") and (args.verb != "list" or args.what == "models"):
+        check_folder(args.out, "--out", must_exist=read_only)
+    if getattr(args, "dest", None) is not None and args.verb == "leaderboard" and args.action == "publish":
+        check_folder(args.dest, "--dest", must_exist=False)
+    if getattr(args, "output", None) is not None:
+        check_file_target(args.output, "--output")
+    if getattr(args, "data_root", None) is not None:
+        _check_path_text(args.data_root, "--data-root")
+    if hasattr(args, "norm"):
+        from bench.specs import NORMS
+
+        norms = [n.strip() for n in args.norm.split(",") if n.strip()]
+        bad = [n for n in norms if n not in (*NORMS, "all")]
+        if bad:
+            raise BenchInputError(f"unknown norm {bad[0]!r}; allowed: {', '.join(NORMS)} (comma-separated), or all")
+        if not norms:
+            raise BenchInputError(f"--norm {args.norm!r} names no norm; allowed: {', '.join(NORMS)}, or all")
+        if args.eps is not None:
+            from bench.specs import Budget
+
+            for norm in norms:
+                for eps in args.eps:
+                    if norm != "all":
+                        Budget(norm, eps)

@@ -16,8 +16,6 @@ published earlier and no longer produces are removed; `stale()` also reports orp
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 

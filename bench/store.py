@@ -43,7 +43,7 @@ import torch
 from safetensors.torch import load, save
 
 from bench.errors import BenchInputError
-from bench.files import (fsync_dir, is_leftover, json_bytes, owner_tag, sha256_bytes, sha256_file, write_atomic,
+from bench.files import (fsync_dir, is_leftover, json_bytes, owner_tag, sha256_bytes, sha256_file,
                          write_json_atomic)
 
 INDEX_VERSION = 2

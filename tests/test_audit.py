@@ -2,7 +2,6 @@
 same assessment as the same weights trained by the `vanilla` plugin; bad models and bad input exit 2."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest

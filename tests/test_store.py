@@ -9,7 +9,6 @@ import shutil
 import stat
 import time
 
-import pandas as pd
 import pytest
 import torch
 
@@ -120,7 +119,7 @@ def test_a_half_present_artifact_is_replaced_by_the_next_save(tmp_path, digits):
 
 
 def test_leftovers_of_dead_writers_are_removed_and_live_ones_kept(tmp_path, digits):
-    store = Store(tmp_path)
+    Store(tmp_path)
     host = owner_tag().rsplit("-", 1)[0]
     dead = subprocess_pid_that_exited()
     (tmp_path / "tmp" / f"{host}-{dead}.abc").mkdir()
