@@ -29,4 +29,4 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache .hypothesis
