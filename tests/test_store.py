@@ -189,3 +189,21 @@ def test_legacy_artifacts_are_sealed_on_request(tmp_path, digits):
     assert "no content hashes" in str(Store(tmp_path).problems[f"model:{mid}"])
     assert Store(tmp_path).seal_legacy() == 1
     assert Store(tmp_path).has_model(mid)
+
+
+def test_records_of_replaced_weights_are_stale_and_removed(tmp_path, digits):
+    store, _, mid = _store_with_model(tmp_path, digits)
+    rec, frame = make_record(model_spec(mid), "pgd", "linf", 0.3, [True, False])
+    rec["model_sha256"] = store.weights_sha256(mid)
+    rid = store.save_record(rec, frame)["record_id"]
+    assert store.has_record(rid)
+    torch.manual_seed(7)
+    other = create_model("digits-cnn", digits).eval()  # new weights under the same id (a forced retrain)
+    store.save_model(other, ModelSpec("vanilla", {"seed": 0}, "digits-cnn", "digits", 0).to_json(), replace=True)
+    assert not (tmp_path / "records" / rid).exists() and Store(tmp_path).records() == []
+    # a record describing other weights than the stored model's is stale, never used
+    rec2, frame2 = make_record(model_spec(mid), "noise", "linf", 0.3, [True, True])
+    rec2["model_sha256"] = "0" * 64
+    rid2 = store.save_record(rec2, frame2)["record_id"]
+    again = Store(tmp_path)
+    assert again.records() == [] and "stale: model" in str(again.problems[f"record:{rid2}"])
