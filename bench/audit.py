@@ -212,7 +212,8 @@ def audit_model(model: nn.Module, *, dataset: str = "mnist-5k", norm: str = "lin
     from bench.data import dataset_info, load_dataset
     from bench.options import resolve_device
     from bench.pipeline import Runner, TrainNode
-    from bench.plan import EvalPlan, evaluate, reference_node
+    from bench.executors import LocalExecutor
+    from bench.plan import EvalPlan, execute, plan_tasks
     from bench.records import ResultSet
     from bench.registry import ATTACKS, DEFENSES, code_fingerprint
     from bench.specs import ModelSpec, apply_overrides
@@ -260,8 +261,11 @@ def audit_model(model: nn.Module, *, dataset: str = "mnist-5k", norm: str = "lin
                     command=command)
     runner.adopt(mid, model)
     node = TrainNode("external", config, arch, dataset, 0, {}, stored_id=mid)
-    ref = reference_node(st, node, epochs)
-    evaluate(plan, runner, st, [node], log, [ref] if ref is not None else [])
+    report = execute(plan, runner, [node], plan_tasks(plan, runner, [node]), LocalExecutor(runner, log, retries=0))
+    if report.failed:  # an audit is whole or refused: a failed attack is not silently left out
+        from bench.errors import AttackContractError
+
+        raise AttackContractError("; ".join(report.summary_lines()))
     assessment = assess(ResultSet.from_store(st, dataset), {mid})[mid]
     board = build_board({mid: assessment}, {(dataset, n_): [command] for n_ in {t[0] for t in assessment.threats}}
                         if command else None)

@@ -381,41 +381,15 @@ def _executor(args, session, log):
 def _execute(args, session, nodes, plan, log):
     """Plan the DAG (models, the suite, probes), execute it, then the adaptive stage's rounds, each
     planned after an assessment. Returns the Report, or None for --dry-run (the plan printed)."""
-    from bench.plan import adaptive_round, declared_round, first_round, reference_node, train_tasks
+    from bench.plan import execute, plan_tasks
 
-    runner = session.runner
-    if plan is None:
-        tasks = train_tasks(nodes)
-    else:
-        refs = {}
-        for node in nodes:
-            ref = reference_node(session.store, node, runner.epochs)
-            if ref is not None and ref.model_id not in {n.model_id for n in nodes}:
-                refs[ref.model_id] = ref
-        tasks = first_round(plan, runner, nodes, list(refs.values()))
+    tasks = plan_tasks(plan, session.runner, nodes)
     if getattr(args, "dry_run", False):
         from bench.render.plan import plan_text
 
-        print(plan_text(tasks, runner, adaptive=plan is not None and plan.adaptive))
+        print(plan_text(tasks, session.runner, adaptive=plan is not None and plan.adaptive))
         return None
-    executor = _executor(args, session, log)
-
-    def execute(batch):
-        todo = batch if executor.name == "local" else [t for t in batch if not t.cached(runner)]
-        return executor.run(todo)
-
-    report = execute(tasks)
-    if plan is not None and plan.adaptive and not report.failed:
-        report.merge(execute(declared_round(plan, runner, nodes)))
-        for _ in range(2):  # a second round answers rules the first round's records made fire
-            session.store.refresh_index()
-            batch = adaptive_round(plan, runner, session.store, nodes)
-            batch = [t for t in batch if t.id not in report.failed]
-            if not batch:
-                break
-            report.merge(execute(batch))
-    session.store.refresh_index()
-    return report
+    return execute(plan, session.runner, nodes, tasks, _executor(args, session, log))
 
 
 def _finish(report, log) -> int:

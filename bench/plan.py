@@ -2,13 +2,14 @@
 
 `EvalPlan` is the evaluation half of a run, built once from the command line (`bench run`,
 `bench eval`, `bench audit`) or from `distill_bench.audit(...)`'s arguments and validated before any
-work; the stage functions execute it through a `Runner` (bench/pipeline.py), every node cached
-by content hash.
+work. It becomes `Task`s (train, attack, probe; each with its content id and dependencies) that an
+executor (bench/executors.py) runs through a `Runner` (bench/pipeline.py); `execute` adds the
+adaptive rounds, each planned after an assessment. `bench run`/`eval`/`train` and the audit share it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from bench.errors import BenchInputError
 from bench.specs import Budget
@@ -43,86 +44,21 @@ class EvalPlan:
         return sorted({(b.norm, b.eps) for _, b in self.budgets()})
 
 
-def run_attacks(plan: EvalPlan, runner, nodes) -> list[dict]:
-    return [runner.record(node, name, plan.per_attack.get(name, {}), budget, plan.n_eval, plan.seed)
-            for node in nodes for name, budget in plan.budgets()]
-
-
-def run_probes(plan: EvalPlan, runner, nodes, references=()) -> None:
-    """Probes of every model and of the undefended references (rule R7) that are trained."""
-    for node in [*nodes, *references]:
-        runner.probes(node, plan.n_eval)
-
-
 def reference_node(store, node, epochs: int | None = None):
     """The vanilla model trained like `node` (dataset, base architecture, seed, training length),
     when it is already trained: the reference of rule R7. Never trained just for that."""
     from bench.archs import base_arch
-    from bench.errors import BenchInputError as _Unknown
     from bench.pipeline import plan_model
 
     try:
         arch = base_arch(node.arch)
-    except _Unknown:  # an external model of no registered architecture
+    except BenchInputError:  # an external model of no registered architecture
         return None
     epochs = epochs if epochs is not None else getattr(node.config, "epochs", None)
     ref = plan_model("vanilla", {}, arch=arch, dataset=node.dataset, seed=node.seed, epochs=epochs)
     if ref.model_id == node.model_id or not store.has_model(ref.model_id):
         return None
     return ref
-
-
-def adaptive_stage(plan: EvalPlan, runner, store, nodes, log: Callable[[str], None], rounds: int = 2) -> None:
-    """For every model of the run whose verdict is "masking suspected": run the adaptive attacks its
-    fired rules call for (bench/adaptive.py) at each budget of the run, then assess again; a second
-    round answers rules the first round's records made fire. Defenses' declared attacks run first."""
-    from bench import adaptive
-    from bench.assess import assess
-    from bench.records import ResultSet
-    from bench.registry import DEFENSES
-
-    if not plan.adaptive:
-        return
-    budgets = plan.threats()
-    by_id = {node.model_id: node for node in nodes}
-    for node in nodes:  # what each defense declares for its own models, flagged or not
-        declared = [adaptive.Prescription(a, dict(c)) for a, c in
-                    DEFENSES.get(node.defense).obj().adaptive_attacks(node.config)]
-        for p in declared:
-            for threat in budgets:
-                if threat[0] in adaptive.attack_norms(p.attack):
-                    log(f"adapt   {node.label:<40} {p.label} at {threat[0]} {threat[1]:g} (declared by {node.defense})")
-                    runner.record(node, p.attack, dict(p.config), Budget(*threat), plan.n_eval, plan.seed,
-                                  adaptive=[f"declared by {node.defense}"])
-    for _ in range(rounds):
-        ran = 0
-        assessments = assess(ResultSet.from_store(store, plan.dataset), set(by_id))
-        for model_id, m in sorted(assessments.items()):
-            if not m.diagnosis.suspected:
-                continue
-            fired = m.diagnosis.fired
-            for threat in budgets:
-                t = m.threats.get(threat)
-                if t is None:
-                    continue
-                for p in adaptive.missing(fired, threat[0], t.records, m.has_teacher):
-                    log(f"adapt   {by_id[model_id].label:<40} {p.label} at {threat[0]} {threat[1]:g} "
-                        f"(answers {', '.join(fired)})")
-                    runner.record(by_id[model_id], p.attack, dict(p.config), Budget(*threat), plan.n_eval,
-                                  plan.seed, adaptive=fired)
-                    ran += 1
-        if not ran:
-            return
-
-
-def evaluate(plan: EvalPlan, runner, store, nodes: Sequence, log: Callable[[str], None],
-             references: Sequence = ()) -> None:
-    """The whole evaluation of `nodes`: the suite, the probes, the adaptive stage."""
-    if not nodes:
-        raise BenchInputError("nothing to evaluate")
-    run_attacks(plan, runner, nodes)
-    run_probes(plan, runner, nodes, references)
-    adaptive_stage(plan, runner, store, nodes, log)
 
 
 # --- the plan as a DAG of tasks ------------------------------------------------------------------
@@ -248,3 +184,47 @@ def _unique(tasks: list[Task]) -> list[Task]:
     for task in tasks:
         seen.setdefault(task.id, task)
     return list(seen.values())
+
+
+def references(store, nodes, epochs: int | None = None) -> list:
+    """The trained R7 references of `nodes` that are not among them (probed with them)."""
+    ids = {n.model_id for n in nodes}
+    refs: dict[str, object] = {}
+    for node in nodes:
+        ref = reference_node(store, node, epochs)
+        if ref is not None and ref.model_id not in ids:
+            refs[ref.model_id] = ref
+    return list(refs.values())
+
+
+def plan_tasks(plan: EvalPlan | None, runner, nodes) -> list[Task]:
+    """The first round: the models alone (`plan` None: `bench train`), or with the suite and probes."""
+    if plan is None:
+        return train_tasks(nodes)
+    return first_round(plan, runner, nodes, references(runner.store, nodes, runner.epochs))
+
+
+def execute(plan: EvalPlan | None, runner, nodes, tasks: Sequence[Task], executor):
+    """Execute the first round, then the declared attacks and the adaptive rounds, each planned after
+    an assessment. An executor other than the local one gets only the tasks not cached, and the
+    index is refreshed from the files its workers wrote before each assessment."""
+    local = executor.name == "local"
+
+    def run(batch):
+        return executor.run(batch if local else [t for t in batch if not t.cached(runner)])
+
+    def sync():
+        if not local:
+            runner.store.refresh_index()
+
+    report = run(tasks)
+    if plan is not None and plan.adaptive and not report.failed:
+        report.merge(run(declared_round(plan, runner, nodes)))
+        for _ in range(2):  # a second round answers rules the first round's records made fire
+            sync()
+            batch = [t for t in adaptive_round(plan, runner, runner.store, nodes) if t.id not in report.failed]
+            if not batch:
+                break
+            report.merge(run(batch))
+    sync()
+    return report
