@@ -86,7 +86,7 @@ class LocalExecutor:
                 bad.add(task.id)
                 self.log(f"[{i}/{len(ordered)}] skip   {task.kind:<6} {task.label} (needs failed {blocked})")
                 continue
-            state = "cached" if task.cached(self.runner) else "done"
+            before = self.runner.computed()
             for attempt in range(1, self.retries + 2):
                 t0 = time.perf_counter()
                 try:
@@ -104,6 +104,7 @@ class LocalExecutor:
                     break
                 wall = time.perf_counter() - t0
                 report.done.append((task, wall))
+                state = "done" if self.runner.computed() > before else "cached"
                 self.log(f"[{i}/{len(ordered)}] {state:<6} {task.kind:<6} {task.label} ({wall:.1f}s)")
                 break
         return report
@@ -152,7 +153,6 @@ def run_in_worker(ctx: WorkerContext, task: Task, *upstream) -> tuple[str, float
                         log=lambda msg: None, attack_batch_size=ctx.attack_batch_size, epochs=ctx.epochs,
                         command=ctx.command, force=ctx.force)
         _WORKER_RUNNERS[ctx] = runner
-    runner.store.refresh_index()  # other workers wrote artifacts since
     t0 = time.perf_counter()
     try:
         task.run(runner)

@@ -140,6 +140,7 @@ class Runner:
         self.reused_models: list[str] = []
         self.attacked: list[str] = []
         self.reused_records: list[str] = []
+        self.probed: list[str] = []
         self._models: dict[str, torch.nn.Module] = {}
         # --force: "all", or defense / attack names whose artifacts are recomputed (once per run)
         self.force = frozenset(force or ())
@@ -149,13 +150,17 @@ class Runner:
         """Use this in-memory model for `model_id` (an audited model: bench/audit.py)."""
         self._models[model_id] = model.eval()
 
+    def computed(self) -> int:
+        """How many nodes this runner has computed (not reused) so far."""
+        return len(self.trained) + len(self.attacked) + len(self.probed)
+
     def would_force(self, node_id: str, *names: str) -> bool:
         """Would `--force` recompute this node (not yet recomputed in this run)?"""
         return node_id not in self._forced and bool("all" in self.force or self.force & set(names))
 
     def _forced_now(self, node_id: str, *names: str) -> bool:
         """Recompute this node though it is cached? Each forced node is recomputed once per run."""
-        if node_id in self._forced or not ("all" in self.force or self.force & set(names)):
+        if not self.would_force(node_id, *names):
             return False
         self._forced.add(node_id)
         return True
@@ -262,16 +267,18 @@ class Runner:
         x, y = self.dataset.eval_slice(n_eval)
         rid = spec.record_id
         forced = self._forced_now(rid, attack_name, node.defense)
-        if not forced and self.store.has_record(rid):
+        cached = None if forced else self.store.current_record(rid)
+        if cached is not None:
             self.reused_records.append(rid)
-            return self.store.load_record(rid)
+            return cached
         if surrogate is not None:
             attack.surrogate_model = self.model(surrogate)
         model = self.model(node)
         with self.store.lock(rid):
-            if not forced and self.store.has_record(rid):  # made by a concurrent run while we waited
+            cached = None if forced else self.store.current_record(rid)
+            if cached is not None:  # made by a concurrent run while we waited
                 self.reused_records.append(rid)
-                return self.store.load_record(rid)
+                return cached
             problem = self.store.problems.get(f"record:{rid}")
             if problem is not None:
                 self.log(f"bench: warning: {problem}")
@@ -338,6 +345,7 @@ class Runner:
         probes = {"probe_id": probe_id, "model_id": node.model_id, "label": node.label, "arch": node.arch,
                   "dataset": self.dataset.name, **probe_model(self.model(node), x, y, self.device)}
         self.store.save_probes(probe_id, probes)
+        self.probed.append(probe_id)
         return probes
 
     def _provenance(self, wall: float, started_at: str) -> dict:

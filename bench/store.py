@@ -8,7 +8,7 @@ Layout under the store root (`--out`, default ./runs):
     locks/<id>.lock                                     one per node being computed
     tmp/                                                staging folders of writes in progress
 
-**Integrity.** Every JSON artifact carries `integrity`: the SHA-256 of its own canonical content
+**Integrity** (bench/integrity.py). Every JSON artifact carries `integrity`: the SHA-256 of its own canonical content
 (without that field) and of each file beside it (weights, per-example CSV). Ids are checked against
 the folder they sit in and, where the artifact records the key its id was hashed from, against that
 key. A mismatch is a `CorruptArtifact`: the artifact is never used; `bench run` recomputes it,
@@ -43,6 +43,7 @@ import torch
 from safetensors.torch import load, save
 
 from bench.errors import BenchInputError
+from bench.integrity import CorruptArtifact, _check_content, seal  # noqa: F401 - seal: part of the store's API
 from bench.files import (fsync_dir, is_leftover, json_bytes, owner_tag, sha256_bytes, sha256_file,
                          write_json_atomic)
 
@@ -61,48 +62,6 @@ CREATE TABLE IF NOT EXISTS records (
 """
 _LEFTOVER_AGE_S = 24 * 3600  # another host's temporary files: removed after a day
 PER_EXAMPLE_COLUMNS = ("index", "label", "clean_pred", "adv_pred", "clean_correct", "adv_correct")
-
-
-class CorruptArtifact(BenchInputError):
-    """An artifact whose content does not match its recorded hashes, id or shape."""
-
-    def __init__(self, kind: str, artifact_id: str, why: str, folder: Path):
-        self.kind, self.artifact_id, self.why = kind, artifact_id, why
-        super().__init__(f"{kind} {artifact_id} is corrupt ({why}); it is never used: `bench run` recomputes it, "
-                         f"or delete {folder}")
-
-
-# --- integrity of one artifact -----------------------------------------------------------------
-def _content_sha(obj: dict) -> str:
-    from bench.specs import canonical_json
-
-    return sha256_bytes(canonical_json({k: v for k, v in obj.items() if k != "integrity"}).encode())
-
-
-def seal(obj: dict, files: dict[str, bytes | Path]) -> dict:
-    """`obj` with its `integrity` block: the hash of its content and of each file beside it."""
-    hashes = {name: sha256_bytes(data) if isinstance(data, bytes) else sha256_file(data)
-              for name, data in sorted(files.items())}
-    return {**obj, "integrity": {"algorithm": "sha256", "content": _content_sha(obj), "files": hashes}}
-
-
-def _check_content(obj: Any, kind: str, id_field: str, folder_id: str) -> str | None:
-    """Why the JSON of an artifact cannot be trusted, or None."""
-    from bench.specs import content_hash
-
-    if not isinstance(obj, dict):
-        return "not a JSON object"
-    if obj.get(id_field) != folder_id:
-        return f"its {id_field} {obj.get(id_field)!r} differs from its folder name"
-    integrity = obj.get("integrity")
-    if not isinstance(integrity, dict) or not isinstance(integrity.get("files"), dict):
-        return "no content hashes (written by an older version: `bench store seal` adds them)"
-    if integrity.get("content") != _content_sha(obj):
-        return "its content differs from its recorded hash (edited by hand?)"
-    key = obj.get("key")
-    if key is not None and content_hash(key) != folder_id:
-        return "its id is not the hash of its recorded key"
-    return None
 
 
 class Store:
@@ -200,7 +159,7 @@ class Store:
             if data is None:
                 continue
             try:
-                rec = self._verified_record(folder.name, data, valid_models)
+                rec, _ = self._verified_record(folder.name, data, valid_models)
             except CorruptArtifact as exc:
                 self.problems[f"record:{folder.name}"] = exc
                 continue
@@ -242,12 +201,16 @@ class Store:
             )
 
     # --- verification ------------------------------------------------------------------------
+    @staticmethod
+    def _parse(kind: str, artifact_id: str, data: bytes, name: str, folder: Path) -> Any:
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise CorruptArtifact(kind, artifact_id, f"{name} is not valid JSON: {exc}", folder) from None
+
     def _verified_spec(self, model_id: str, data: bytes) -> dict:
         folder = self.models_dir / model_id
-        try:
-            spec = json.loads(data)
-        except ValueError as exc:
-            raise CorruptArtifact("model", model_id, f"spec.json is not valid JSON: {exc}", folder) from None
+        spec = self._parse("model", model_id, data, "spec.json", folder)
         why = _check_content(spec, "model", "model_id", model_id)
         if why is None and "model.safetensors" not in spec["integrity"]["files"]:
             why = "spec.json records no weights hash"
@@ -257,27 +220,23 @@ class Store:
             raise CorruptArtifact("model", model_id, why, folder)
         return spec
 
-    def _verified_record(self, record_id: str, data: bytes, models: dict[str, dict] | None = None) -> dict:
+    def _verified_record(self, record_id: str, data: bytes,
+                         models: dict[str, dict] | None = None) -> tuple[dict, pd.DataFrame]:
+        """The record and its per-example frame, both checked; with `models` (model id → spec), also
+        that the record attacked the weights the store holds now."""
         folder = self.records_dir / record_id
-        try:
-            rec = json.loads(data)
-        except ValueError as exc:
-            raise CorruptArtifact("record", record_id, f"record.json is not valid JSON: {exc}", folder) from None
+        rec = self._parse("record", record_id, data, "record.json", folder)
         why = _check_content(rec, "record", "record_id", record_id)
-        if why is None:
-            try:
-                self._verified_frame(record_id, rec)
-            except CorruptArtifact as exc:
-                why = exc.why
-        if why is None and models is not None:
-            # a record describes the weights it attacked: a model retrained since (--force) makes it stale
-            spec = models.get(rec["model_id"])
-            attacked = rec.get("model_sha256")
-            if spec is not None and attacked and spec["integrity"]["files"]["model.safetensors"] != attacked:
-                why = f"stale: model {rec['model_id']} has been retrained since this record was made"
         if why:
             raise CorruptArtifact("record", record_id, why, folder)
-        return rec
+        frame = self._verified_frame(record_id, rec)
+        # a record describes the weights it attacked: a model retrained since (--force) makes it stale
+        spec = (models or {}).get(rec["model_id"])
+        attacked = rec.get("model_sha256")
+        if spec is not None and attacked and spec["integrity"]["files"]["model.safetensors"] != attacked:
+            raise CorruptArtifact("record", record_id, f"stale: model {rec['model_id']} has been retrained since "
+                                  f"this record was made", folder)
+        return rec, frame
 
     def _verified_frame(self, record_id: str, rec: dict) -> pd.DataFrame:
         folder = self.records_dir / record_id
@@ -446,18 +405,25 @@ class Store:
     # --- records -----------------------------------------------------------------------------
     def has_record(self, record_id: str) -> bool:
         """A complete, valid, current record on disk (read now)."""
+        return self.current_record(record_id) is not None
+
+    def current_record(self, record_id: str) -> dict | None:
+        """The record read now from disk, verified (files, id, and the weights it attacked against the
+        stored model's), or None when absent or not usable (the problem is kept in `problems`)."""
         data = _read(self.records_dir / record_id / "record.json")
         if data is None:
-            return False
+            return None
         try:
-            rec = self._verified_record(record_id, data)
-            spec = self.model_spec(rec["model_id"]) if self.has_model(rec["model_id"]) else None
-            if spec is not None:
-                self._verified_record(record_id, data, {rec["model_id"]: spec})
+            rec = self._parse("record", record_id, data, "record.json", self.records_dir / record_id)
+            model_id = rec.get("model_id") if isinstance(rec, dict) else None
+            try:
+                models = {model_id: self.model_spec(model_id)} if model_id else None
+            except BenchInputError:  # its model is absent or corrupt: the record is judged on its own
+                models = None
+            return self._verified_record(record_id, data, models)[0]
         except CorruptArtifact as exc:
             self.problems[f"record:{record_id}"] = exc
-            return False
-        return True
+            return None
 
     def save_record(self, record: dict, per_example: pd.DataFrame, *, replace: bool = False) -> dict:
         staging = self._staging()
@@ -472,17 +438,19 @@ class Store:
         self._index_record(record, sha256_bytes(json_bytes(record)))
         return record
 
-    def load_record(self, record_id: str) -> dict:
+    def _record_bytes(self, record_id: str) -> bytes:
         from bench.records import check_id
 
-        folder = self.records_dir / check_id(record_id, "record id")
-        data = _read(folder / "record.json")
+        data = _read(self.records_dir / check_id(record_id, "record id") / "record.json")
         if data is None:
             raise BenchInputError(f"no record {record_id!r} in {self.records_dir}")
-        return self._verified_record(record_id, data)
+        return data
+
+    def load_record(self, record_id: str) -> dict:
+        return self._verified_record(record_id, self._record_bytes(record_id))[0]
 
     def load_per_example(self, record_id: str) -> pd.DataFrame:
-        return self._verified_frame(record_id, self.load_record(record_id))
+        return self._verified_record(record_id, self._record_bytes(record_id))[1]
 
     def records(self, **where: Any) -> list[dict]:
         """Records matching column=value filters on the index (dataset=, attack=, model_id=, ...)."""
