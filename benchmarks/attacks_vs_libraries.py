@@ -127,6 +127,16 @@ def main() -> None:
     table = Table(n)
     gen = lambda: torch.Generator().manual_seed(0)
 
+    def measure(family, name, run):
+        """(x_adv, seconds, peak MiB), or None when skipped or when the library fails (reported)."""
+        if name in skip:
+            return None
+        try:
+            return timed(run, device)
+        except Exception as exc:  # noqa: BLE001 - a library that fails is reported, not fatal
+            _missing(table, family, name, exc)
+            return None
+
     def art_classifier():
         from art.estimators.classification import PyTorchClassifier
 
@@ -138,12 +148,10 @@ def main() -> None:
         from bench.attacks.jsma import jsma_targeted
 
         def jsma_row(name, run):
-            if name in skip:
+            measured = measure("JSMA", name, run)
+            if measured is None:
                 return
-            try:
-                x_adv, s, peak = timed(run, device)
-            except Exception as exc:  # noqa: BLE001 - a library that fails is reported, not fatal
-                return _missing(table, "JSMA", name, exc)
+            x_adv, s, peak = measured
             x_adv = x_adv.to(device)
             with torch.no_grad():
                 hit = (model(x_adv).argmax(1) == target).float()
@@ -178,12 +186,10 @@ def main() -> None:
         search = f"{steps} search steps × {iters} iterations, lr {lr}, c0 {c0}, early abort"
 
         def cw_row(name, run, note=""):
-            if name in skip:
+            measured = measure("C&W L2", name, run)
+            if measured is None:
                 return
-            try:
-                x_adv, s, peak = timed(run, device)
-            except Exception as exc:  # noqa: BLE001
-                return _missing(table, "C&W L2", name, exc)
+            x_adv, s, peak = measured
             x_adv = x_adv.to(device).float()
             with torch.no_grad():
                 fooled = (model(x_adv).argmax(1) != y).float()
@@ -242,12 +248,10 @@ def main() -> None:
         budget = Budget("linf", 0.3)
 
         def pgd_row(name, run, note=""):
-            if name in skip:
+            measured = measure("PGD-40", name, run)
+            if measured is None:
                 return
-            try:
-                x_adv, s, peak = timed(run, device)
-            except Exception as exc:  # noqa: BLE001
-                return _missing(table, "PGD-40", name, exc)
+            x_adv, s, peak = measured
             with torch.no_grad():
                 fooled = (model(x_adv.to(device)).argmax(1) != y).float()
             size = (x_adv.to(device) - x).flatten(1).abs().amax(1).max().item()
