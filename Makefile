@@ -26,6 +26,7 @@ run: $(STAMP)
 		--norm linf --dataset mnist-5k $(RUN_ARGS)
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 clean:

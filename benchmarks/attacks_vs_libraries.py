@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data import load_dataset
-from bench.specs import Budget
+from bench.plugins.datasets import load_dataset
+from bench.core.specs import Budget
 from defenses.base import TrainContext
 from defenses.vanilla import Vanilla
 
@@ -145,7 +145,7 @@ def main() -> None:
 
     # --- JSMA --------------------------------------------------------------------------------------
     if "jsma" in families:
-        from bench.attacks.jsma import jsma_targeted
+        from bench.plugins.attacks.jsma import jsma_targeted
 
         def jsma_row(name, run):
             measured = measure("JSMA", name, run)
@@ -180,7 +180,7 @@ def main() -> None:
 
     # --- C&W L2 ------------------------------------------------------------------------------------
     if "cw" in families:
-        from bench.attacks.cw import CarliniWagnerL2
+        from bench.plugins.attacks.cw import CarliniWagnerL2
 
         steps, iters, lr, c0 = args.cw_steps, args.cw_iterations, 0.1, 0.1
         search = f"{steps} search steps × {iters} iterations, lr {lr}, c0 {c0}, early abort"
@@ -242,8 +242,8 @@ def main() -> None:
 
     # --- PGD-40 ------------------------------------------------------------------------------------
     if "pgd" in families:
-        from bench.attacks.pgd import PGD
-        from bench.attacks.pgd_margin import PGDMargin
+        from bench.plugins.attacks.pgd import PGD
+        from bench.plugins.attacks.pgd_margin import PGDMargin
 
         budget = Budget("linf", 0.3)
 
@@ -272,7 +272,7 @@ def main() -> None:
 
     # --- AutoAttack --------------------------------------------------------------------------------
     if "autoattack" in families:
-        from bench.attacks.autoattack import AutoAttackStandard as AutoAttack
+        from bench.plugins.attacks.autoattack import AutoAttackStandard as AutoAttack
 
         def aa():
             return AutoAttack(AutoAttack.Config()).run(model, x, y, budget=Budget("linf", 0.3), num_classes=10,

@@ -15,10 +15,10 @@ def main() -> None:
     parser.add_argument("--dataset", default=None)
     args = parser.parse_args()
 
-    from bench.assess import assess
-    from bench.masking import _compare, _strongest, is_ce_family, is_iterative_gradient, is_logit_family
-    from bench.records import ResultSet
-    from bench.store import Store
+    from bench.assess.assessment import assess
+    from bench.assess.rules import _compare, is_ce_family, is_iterative_gradient, is_logit_family
+    from bench.store.records import ResultSet
+    from bench.store.artifacts import Store
 
     assessments = assess(ResultSet.from_store(Store(args.out), args.dataset))
     header = (f"{'model':<44} {'budget':<10} {'R1 pgd−fgsm':>12} {'R2 wb−bb':>9} {'R6 ce−logit':>12} "
@@ -35,11 +35,11 @@ def main() -> None:
             def gap(high, low):
                 return f"{100 * _compare(high, low, 0).gap:.1f}" if high is not None and low is not None else "—"
 
-            single = _strongest(t, lambda a: a.info.role == "gradient" and a.info.single_step)
-            iterative = _strongest(t, lambda a: is_ce_family(a) and a.info.loss == "ce")
-            black = _strongest(t, lambda a: a.info.role in ("black-box", "transfer"))
-            white = _strongest(t, is_iterative_gradient)
-            ce, logit = _strongest(t, is_ce_family), _strongest(t, is_logit_family)
+            single = t.strongest(lambda a: a.info.role == "gradient" and a.info.single_step)
+            iterative = t.strongest(lambda a: is_ce_family(a) and a.info.loss == "ce")
+            black = t.strongest(lambda a: a.info.role in ("black-box", "transfer"))
+            white = t.strongest(is_iterative_gradient)
+            ce, logit = t.strongest(is_ce_family), t.strongest(is_logit_family)
             claim = t.claimed
             claim_gap = f"{100 * _compare(claim, t.worst_survived, 0).gap:.1f}" if claim is not None else "—"
             print(f"{label:<44} {norm + ' ' + format(eps, 'g'):<10} {gap(iterative, single):>12} {gap(white, black):>9} "

@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from bench.data import load_dataset
-from bench.registry import DEFENSES
+from bench.plugins.datasets import load_dataset
+from bench.plugins.registry import DEFENSES
 from defenses.base import TrainContext
 
 

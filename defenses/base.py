@@ -13,9 +13,9 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 import torch
 from torch import nn
 
-from bench.archs import Classifier, create_model
-from bench.data import Dataset
-from bench.training import LossFn, Optim, fit
+from bench.plugins.archs import Classifier, create_model
+from bench.plugins.datasets import Dataset
+from bench.plugins.training import LossFn, Optim, fit
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ class TrainingConfig:
 
 def positive(value: float, what: str) -> None:
     """Validate a config value in __post_init__; the message names the value and what is allowed."""
-    from bench.errors import BenchInputError
+    from bench.core.errors import BenchInputError
 
     if not value > 0:
         raise BenchInputError(f"{what} must be positive, got {value!r}")
@@ -139,7 +139,7 @@ def positive(value: float, what: str) -> None:
 
 def unit_interval(value: float, what: str) -> None:
     """Validate a weight in [0, 1] (a mixing coefficient such as α) in __post_init__."""
-    from bench.errors import BenchInputError
+    from bench.core.errors import BenchInputError
 
     if not 0 <= value <= 1:
         raise BenchInputError(f"{what} must be in [0, 1], got {value!r}")

@@ -27,7 +27,7 @@ def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperatur
 @torch.no_grad()
 def soft_labels(teacher: torch.nn.Module, x: torch.Tensor, temperature: float, device, batch_size: int = 1000) -> torch.Tensor:
     """softmax(teacher(x) / T) over a whole tensor, on the CPU, float32."""
-    from bench.training import predict_logits
+    from bench.plugins.training import predict_logits
 
     return F.softmax(predict_logits(teacher, x, device, batch_size) / temperature, dim=1)
 

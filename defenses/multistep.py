@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.errors import BenchInputError
+from bench.core.errors import BenchInputError
 from defenses.base import Requirement
 from defenses.distillation import DefensiveDistillation
 

@@ -75,7 +75,7 @@ def teacher_budget(cfg, teacher: str) -> dict:
     teacher stays the very node a `--defense adversarial-training` in the same run trains."""
     import dataclasses
 
-    from bench.registry import DEFENSES
+    from bench.plugins.registry import DEFENSES
 
     teacher_fields = {f.name for f in dataclasses.fields(DEFENSES.get(teacher).obj.Config)}
     return {name: getattr(cfg, name) for name in ("eps", "pgd_steps", "pgd_step_size")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-from bench.errors import BenchInputError
+from bench.core.errors import BenchInputError
 from defenses.base import Defense, Requirement, TrainContext, TrainingConfig, positive, unit_interval
 from defenses.kd import takd_loss
 from defenses.perturb import eval_logits

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.data import load_dataset
+from bench.plugins.datasets import load_dataset
 from defenses.base import TrainContext
 
 CPU = torch.device("cpu")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.records import ModelInfo, Probes, Record, ResultSet
-from bench.specs import content_hash
+from bench.store.records import ModelInfo, Probes, Record, ResultSet
+from bench.core.specs import content_hash
 
 
 def model_spec(model_id: str, defense: str = "vanilla", config: dict | None = None, arch: str = "digits-cnn",
@@ -79,7 +79,7 @@ def write_store(root: Path, records: list[tuple[dict, pd.DataFrame]], specs: lis
     (the weights are an empty safetensors file: nothing here loads a model)."""
     from safetensors.torch import save
 
-    from bench.store import seal
+    from bench.store.artifacts import seal
 
     for spec in specs:
         folder = root / "models" / spec["model_id"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from bench import adaptive
-from bench.assess import assess
-from bench.board import build_board
+from bench.assess import remedies as adaptive
+from bench.assess.assessment import assess
+from bench.report.board import build_board
 from bench.cli import main
 from recordkit import make_record, model_spec, probes, result_set
 

@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from bench.attacks.autoattack import AutoAttackStandard
-from bench.attacks.cw import CarliniWagnerL2
-from bench.attacks.fgsm import FGSM
-from bench.attacks.jsma import JSMA, jsma_targeted
-from bench.attacks.noise import UniformNoise
-from bench.attacks.pgd import PGD
-from bench.attacks.pgd_margin import PGDMargin, pgd
-from bench.attacks.square import Square
-from bench.attacks.transfer import Transfer
-from bench.evaluate import run_attack
-from bench.specs import Budget
+from bench.plugins.attacks.autoattack import AutoAttackStandard
+from bench.plugins.attacks.cw import CarliniWagnerL2
+from bench.plugins.attacks.fgsm import FGSM
+from bench.plugins.attacks.jsma import JSMA, jsma_targeted
+from bench.plugins.attacks.noise import UniformNoise
+from bench.plugins.attacks.pgd import PGD
+from bench.plugins.attacks.pgd_margin import PGDMargin, pgd
+from bench.plugins.attacks.square import Square
+from bench.plugins.attacks.transfer import Transfer
+from bench.execute.evaluate import run_attack
+from bench.core.specs import Budget
 from conftest import CPU, DIGITS_BUDGET, train
 
 N = 100

@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.attacks.base import Attack
-from bench.attacks.cw import CarliniWagnerL2
-from bench.attacks.pgd import PGD
-from bench.errors import AttackContractError
-from bench.evaluate import run_attack, worst_case
-from bench.specs import Budget
+from bench.plugins.attacks.base import Attack
+from bench.plugins.attacks.cw import CarliniWagnerL2
+from bench.plugins.attacks.pgd import PGD
+from bench.core.errors import AttackContractError
+from bench.execute.evaluate import run_attack, worst_case
+from bench.core.specs import Budget
 
 CPU = torch.device("cpu")
 

@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import distill_bench
-from bench.archs import create_model
-from bench.assess import assess
-from bench.records import ResultSet
-from bench.store import Store
+from bench.plugins.archs import create_model
+from bench.assess.assessment import assess
+from bench.store.records import ResultSet
+from bench.store.artifacts import Store
 
 from test_cli import bench
 

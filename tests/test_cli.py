@@ -175,12 +175,10 @@ def test_console_script_is_installed():
 
 
 def test_attacks_all_with_one_norm_skips_attacks_without_it():
-    from argparse import Namespace
+    from bench.plan.budgets import budget_plan
+    from bench.plugins.registry import ATTACKS
 
-    from bench.options import budget_plan
-    from bench.registry import ATTACKS
-
-    plan = budget_plan(Namespace(norm="linf", eps=None, attacks="all"), ATTACKS.names(), "mnist")
+    plan = budget_plan(ATTACKS.names(), ("linf",), None, "mnist")
     names = {name for name, _ in plan}
     assert "pgd" in names and "cw" not in names and "jsma" not in names
     assert {b.norm for _, b in plan} == {"linf"}

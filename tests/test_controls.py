@@ -28,7 +28,7 @@ gaussian-augmentation = masking_controls:GaussianAugmentation
 @pytest.fixture(scope="module")
 def controls(tmp_path_factory):
     """Install the control plugins' metadata on sys.path (a dist-info folder, as pip leaves it)."""
-    from bench.registry import ARCH_PLUGINS, ATTACKS, DEFENSES
+    from bench.plugins.registry import ARCH_PLUGINS, ATTACKS, DEFENSES
 
     site = tmp_path_factory.mktemp("site")
     info = site / "masking_controls-1.0.dist-info"

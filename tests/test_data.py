@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.data import dataset_info, load_dataset
-from bench.errors import BenchInputError
+from bench.plugins.datasets import dataset_info, load_dataset
+from bench.core.errors import BenchInputError
 
 
 def test_mnist5k_is_a_stratified_real_split(mnist5k):

@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.attacks.pgd import PGD
-from bench.evaluate import run_attack
-from bench.pipeline import plan_model
-from bench.registry import DEFENSES
-from bench.specs import Budget
+from bench.plugins.attacks.pgd import PGD
+from bench.execute.evaluate import run_attack
+from bench.plan.nodes import plan_model
+from bench.plugins.registry import DEFENSES
+from bench.core.specs import Budget
 from conftest import CPU, DIGITS_BUDGET, train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.pipeline import plan_model
+from bench.plan.nodes import plan_model
 
 T = 100.0
 

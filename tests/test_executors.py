@@ -8,9 +8,9 @@ import sys
 import pytest
 import torch
 
-from bench.attacks.base import Attack
-from bench.registry import ATTACKS, Entry
-from bench.store import Store
+from bench.plugins.attacks.base import Attack
+from bench.plugins.registry import ATTACKS, Entry
+from bench.store.artifacts import Store
 
 from test_cli import bench
 
@@ -113,7 +113,7 @@ def test_training_and_attacks_on_the_gpu_match_the_cpu_within_noise(tmp_path):
 
 @pytest.mark.gpu
 def test_auto_attack_batch_size_fills_the_gpu_and_is_500_on_the_cpu(digits):
-    from bench.options import auto_attack_batch_size
+    from bench.execute.devices import auto_attack_batch_size
 
     assert auto_attack_batch_size("digits-cnn", digits, torch.device("cpu")) == 500
     if not torch.cuda.is_available():

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.cli import main
-from bench.registry import ATTACKS, DEFENSES
-from bench.store import Store
+from bench.plugins.registry import ATTACKS, DEFENSES
+from bench.store.artifacts import Store
 
 _TMP = Path(tempfile.mkdtemp(prefix="bench-fuzz-"))
 A_FILE = _TMP / "a-file"

@@ -14,11 +14,11 @@ import pytest
 import torch
 from torch import nn
 
-from bench.attacks.base import Attack
-from bench.errors import AttackContractError
-from bench.evaluate import run_attack
-from bench.specs import Budget
-from bench.store import Store
+from bench.plugins.attacks.base import Attack
+from bench.core.errors import AttackContractError
+from bench.execute.evaluate import run_attack
+from bench.core.specs import Budget
+from bench.store.artifacts import Store
 
 from test_cli import bench
 
@@ -135,7 +135,7 @@ def test_labels_changed_by_an_adapter_do_not_reach_the_harness(digits, digits_mo
 
 # --- cache keys ----------------------------------------------------------------------------
 def test_editing_a_plugin_module_changes_its_fingerprint(tmp_path, monkeypatch):
-    from bench.registry import code_fingerprint
+    from bench.plugins.registry import code_fingerprint
 
     (tmp_path / "acme_fp.py").write_text("class Shield:\n    def train(self):\n        return 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -179,7 +179,7 @@ def test_corrupt_weights_exit_2_in_eval_and_are_retrained_by_run(small_store, ca
 
 
 def _digits():
-    from bench.data import load_dataset
+    from bench.plugins.datasets import load_dataset
 
     return load_dataset("digits")
 
@@ -229,7 +229,7 @@ def test_two_concurrent_runs_compute_each_node_once(tmp_path):
     store = Store(out)
     assert trained == len(list((out / "models").iterdir())) == 3  # vanilla, the T=100 teacher, the student
     assert attacked == len(list((out / "records").iterdir())) == 4
-    from bench.files import sha256_file
+    from bench.core.files import sha256_file
 
     rows = dict(store.query("SELECT record_id, file_sha256 FROM records"))
     assert rows == {d.name: sha256_file(d / "record.json") for d in (out / "records").iterdir()}

@@ -13,13 +13,13 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from bench.assess import assess
-from bench.board import build_board
+from bench.assess.assessment import assess
+from bench.report.board import build_board
 from bench.cli import main
-from bench.publish import MARKER, build_pages
-from bench.render.data import board_csv, board_json, board_json_text
-from bench.render.markdown import board_markdown
-from bench.store import Store
+from bench.report.publish import MARKER, build_pages
+from bench.report.serialize import board_csv, board_json, board_json_text
+from bench.report.markdown import board_markdown
+from bench.store.artifacts import Store
 from recordkit import make_record, model_spec, probes, result_set, write_store
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -76,7 +76,7 @@ def fixed_store(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def board(fixed_store):
-    from bench.records import ResultSet
+    from bench.store.records import ResultSet
 
     return build_board(assess(ResultSet.from_store(Store(fixed_store))))
 

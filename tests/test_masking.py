@@ -4,21 +4,22 @@ gradients are flagged; vanilla and PGD adversarial training are not."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
 
-from bench.assess import assess
-from bench.attacks.cw import CarliniWagnerL2
-from bench.attacks.fgsm import FGSM
-from bench.attacks.noise import UniformNoise
-from bench.attacks.pgd import PGD
-from bench.attacks.pgd_margin import PGDMargin
-from bench.attacks.square import Square
-from bench.evaluate import run_attack
-from bench.masking import RULES, diagnose
-from bench.probes import probe_model
-from bench.specs import Budget
+from bench.assess.assessment import ModelAssessment, assess
+from bench.plugins.attacks.cw import CarliniWagnerL2
+from bench.plugins.attacks.fgsm import FGSM
+from bench.plugins.attacks.noise import UniformNoise
+from bench.plugins.attacks.pgd import PGD
+from bench.plugins.attacks.pgd_margin import PGDMargin
+from bench.plugins.attacks.square import Square
+from bench.execute.evaluate import run_attack
+from bench.assess.masking import RULES, diagnose
+from bench.execute.probes import probe_model
+from bench.core.specs import Budget
 from conftest import CPU
 from recordkit import make_record, model_spec, probes, result_set
 
@@ -42,16 +43,15 @@ def _model(by_threat, probe=None, reference=None, fooled=None):
         records = []
     rs = result_set(records, [MODEL, REFERENCE], probe_list)
     if not records:
-        from bench.assess import ModelAssessment
-        from bench.records import ModelInfo
+        from bench.assess.evidence import ModelEvidence
+        from bench.store.records import ModelInfo
 
         ref = rs.probes_of(REFERENCE["model_id"], "digits") if reference else None
-        m = ModelAssessment(ModelInfo.from_spec(MODEL), {}, rs.probes_of(MODEL["model_id"], "digits"), None, ref)
-        m.diagnosis = diagnose(m)
-        return m
+        return ModelAssessment.of(ModelEvidence(ModelInfo.from_spec(MODEL), {}, rs.probes_of(MODEL["model_id"], "digits"),
+                                                None, ref))
     m = assess(rs)[MODEL["model_id"]]
     if reference:  # the hand-made reference has no vanilla spec match by design: set it directly
-        m.reference_probes = rs.probes_of(REFERENCE["model_id"], "digits")
+        m = ModelAssessment.of(dataclasses.replace(m, reference_probes=rs.probes_of(REFERENCE["model_id"], "digits")))
     return m
 
 
@@ -191,8 +191,7 @@ def _diagnose(model, digits, reference_probes):
             records.append((rec, out.per_example))
     own = {**probes(MODEL["model_id"], n=N), **probe_model(model, x, y, CPU), "model_id": MODEL["model_id"]}
     m = assess(result_set(records, [MODEL, REFERENCE], [own, reference_probes]))[MODEL["model_id"]]
-    m.reference_probes = next(p for p in result_set([], [], [reference_probes]).probes)
-    return diagnose(m)
+    return diagnose(dataclasses.replace(m, reference_probes=next(p for p in result_set([], [], [reference_probes]).probes)))
 
 
 @pytest.fixture(scope="module")

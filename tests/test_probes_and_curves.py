@@ -2,7 +2,7 @@ from __future__ import annotations
 
 
 from bench.cli import main
-from bench.probes import probe_model
+from bench.execute.probes import probe_model
 from conftest import CPU
 
 

@@ -50,8 +50,8 @@ def test_temperature_sweep_page_shows_papernot_and_carlini_wagner(swept_store, t
 
 
 def test_published_pages_never_contradict_themselves(swept_store):
-    from bench.publish import build_pages
-    from bench.store import Store
+    from bench.report.publish import build_pages
+    from bench.store.artifacts import Store
     from test_leaderboard import assert_pages_agree
 
     assert assert_pages_agree(build_pages(Store(swept_store))) >= 2

@@ -6,8 +6,8 @@ import warnings
 
 import pytest
 
-from bench.errors import BenchInputError
-from bench.registry import ATTACKS, DEFENSES, PluginLoadWarning, Registry
+from bench.core.errors import BenchInputError
+from bench.plugins.registry import ATTACKS, DEFENSES, PluginLoadWarning, Registry
 
 PLUGIN_MODULE = '''
 from dataclasses import dataclass
@@ -24,7 +24,7 @@ class LabelSmoothing(Defense):
         smoothing: float = 0.1
 
     def train(self, cfg, ctx, upstream):
-        from bench.training import Optim
+        from bench.plugins.training import Optim
         model = ctx.create_model()
         def loss_fn(m, x, y):
             logits = m(x)

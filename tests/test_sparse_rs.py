@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import torchattacks
 
-from bench.attacks.sparse_rs import SparseRS
-from bench.evaluate import run_attack
-from bench.specs import Budget
+from bench.plugins.attacks.sparse_rs import SparseRS
+from bench.execute.evaluate import run_attack
+from bench.core.specs import Budget
 from conftest import CPU
 
 

@@ -12,10 +12,10 @@ import time
 import pytest
 import torch
 
-from bench.archs import create_model
-from bench.files import owner_tag
-from bench.specs import Budget, ModelSpec, content_hash
-from bench.store import CorruptArtifact, Store
+from bench.plugins.archs import create_model
+from bench.core.files import owner_tag
+from bench.core.specs import Budget, ModelSpec, content_hash
+from bench.store.artifacts import CorruptArtifact, Store
 from recordkit import make_record, model_spec
 
 CPU = torch.device("cpu")

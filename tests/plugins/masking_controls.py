@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.archs import ARCHS, ArchInfo
+from bench.plugins.archs import ARCHS, ArchInfo
 from defenses.base import Defense, TrainingConfig
 
 

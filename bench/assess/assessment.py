@@ -1,0 +1,150 @@
+"""Records + probes → one typed `ModelAssessment` per model: the only place results are judged.
+
+For each model: its verdict (every masking rule's finding, and which rules could be evaluated),
+and for each threat model (norm, ε): the per-attack results, the per-example worst case over every
+record the store holds for that model and budget (several configs, restarts and overlapping slices
+merge per example: a weaker re-run can never raise it), what the defense's own evaluation would
+have claimed, whether the minimum suite was run, and whether clean accuracy is above chance.
+Every output (bench run's table, bench leaderboard, publish pages, model pages, JSON, CSV) is a
+view of these assessments; see docs/architecture.md and docs/leaderboard.md.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from bench.assess import remedies
+from bench.assess.evidence import ModelEvidence, assess_threat
+from bench.assess.masking import Diagnosis, diagnose
+from bench.assess.stats import Accuracy
+from bench.core.specs import config_to_dict
+from bench.plugins.archs import base_arch
+from bench.plugins.registry import DEFENSES
+from bench.store.records import ModelInfo, Record, ResultSet
+
+
+# --- per model -------------------------------------------------------------------------------------
+def default_config(defense: str) -> dict | None:
+    try:
+        return config_to_dict(DEFENSES.get(defense).obj.Config())
+    except Exception:  # a defense plugin no longer installed: every field is shown
+        return None
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def config_changes(defense: str, config: Mapping) -> dict[str, str]:
+    """Config fields that differ from the defense's defaults, as display strings."""
+    default = default_config(defense) or {}
+    return {k: _fmt(v) for k, v in sorted(config.items()) if k not in default or default[k] != v}
+
+
+@dataclass(frozen=True)
+class ModelAssessment(ModelEvidence):
+    """A model's evidence with its diagnosis (the verdict every row of it carries)."""
+
+    diagnosis: Diagnosis
+
+    @classmethod
+    def of(cls, evidence: ModelEvidence) -> "ModelAssessment":
+        fields = {name: getattr(evidence, name) for name in ModelEvidence.__dataclass_fields__}
+        return cls(**fields, diagnosis=diagnose(evidence))
+
+    @property
+    def changes(self) -> dict[str, str]:
+        return config_changes(self.info.defense, self.info.config)
+
+    @property
+    def group_key(self) -> tuple:
+        """Models equal but for the seed (and upstream ids, which follow the seed) share a row."""
+        return (self.info.defense, json.dumps(dict(self.info.config), sort_keys=True), self.info.arch,
+                self.info.dataset)
+
+    def rank_blockers(self, threat: tuple[str, float]) -> list[str]:
+        """Why this model's row at `threat` cannot be ranked (empty: it can)."""
+        t = self.threats[threat]
+        reasons = []
+        if t.missing:
+            reasons.append("missing " + "; ".join(req.description for req in t.missing))
+        if t.at_chance:
+            low = t.clean.interval[0]
+            reasons.append(f"clean accuracy not above chance (95% lower bound {100 * low:.1f}% ≤ "
+                           f"{100 * t.majority_share:.1f}%, the best constant predictor)")
+        if self.diagnosis.suspected and not self.adapted(threat):
+            fired = self.diagnosis.fired
+            why = []
+            unanswered = remedies.unanswered(fired, t.norm)
+            if unanswered:
+                why.append(f"no adaptive attack for {', '.join(unanswered)} at {t.norm} yet")
+            todo = remedies.missing(fired, t.norm, t.records, self.has_teacher)
+            if todo:
+                why.append("adaptive attacks not run: " + ", ".join(p.label for p in todo))
+            reasons.append(f"masking suspected ({', '.join(fired)}), not resolved: {'; '.join(why)}")
+        return reasons
+
+    def adapted(self, threat: tuple[str, float]) -> bool:
+        """Every adaptive attack the fired rules call for has run at this budget (docs/masking.md)."""
+        if not self.diagnosis.suspected:
+            return False
+        t = self.threats[threat]
+        fired = self.diagnosis.fired
+        return not remedies.unanswered(fired, t.norm) and not remedies.missing(fired, t.norm, t.records,
+                                                                              self.has_teacher)
+
+
+def _base(arch: str) -> str:
+    try:
+        return base_arch(arch)
+    except Exception:
+        return arch
+
+
+def find_reference(info: ModelInfo, models: Mapping[str, ModelInfo]) -> ModelInfo | None:
+    """The undefended model trained like `info`: `vanilla` with default config but for the
+    training length, same dataset, base architecture and seed. Chosen by spec, never by label."""
+    if info.defense == "vanilla" and info.arch == _base(info.arch) and not config_changes("vanilla", {k: v for k, v in info.config.items()
+                                                                     if k != "epochs"}):
+        return None  # it is its own reference
+    default = default_config("vanilla") or {}
+    arch = _base(info.arch)
+    for other in sorted(models.values(), key=lambda m: m.model_id):
+        if (other.defense == "vanilla" and other.dataset == info.dataset and other.arch == arch
+                and other.seed == info.seed and other.config.get("epochs") == info.config.get("epochs")
+                and all(other.config.get(k, v) == v for k, v in default.items() if k != "epochs")):
+            return other
+    return None
+
+
+def assess(results: ResultSet, model_ids=None) -> dict[str, ModelAssessment]:
+    """model id → its assessment, over every record of the result set (per dataset: a model is
+    trained on one dataset, so its records are all on that dataset)."""
+    out: dict[str, ModelAssessment] = {}
+    for model_id, recs in sorted(results.by_model().items()):
+        if model_ids is not None and model_id not in model_ids:
+            continue
+        by_threat: dict[tuple[str, float], list[Record]] = {}
+        for r in recs:
+            by_threat.setdefault(r.threat, []).append(r)
+        threats = {k: assess_threat(v, results.per_example) for k, v in sorted(by_threat.items())}
+        info = results.models[model_id]
+        reference = find_reference(info, results.models)
+        out[model_id] = ModelAssessment.of(ModelEvidence(
+            info, threats, results.probes_of(model_id, info.dataset), reference,
+            results.probes_of(reference.model_id, info.dataset) if reference else None))
+    return out
+
+
+def pooled(accuracies: list[Accuracy]) -> Accuracy:
+    return Accuracy(sum(a.correct for a in accuracies), sum(a.n for a in accuracies))
+
+
+def seed_spread(accuracies: list[Accuracy]) -> float:
+    """Standard deviation over seeds (0 for one seed)."""
+    values = [a.value for a in accuracies]
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+

@@ -1,0 +1,213 @@
+"""Records → evidence per threat model: each attack merged per example, and the worst case.
+
+For one model at one (norm, ε): the evaluation set, clean accuracy, the per-example worst case over
+every record the store holds for that model and budget (several configs, restarts and overlapping
+slices merge per example: a weaker re-run can never raise it), each attack merged over its records,
+and the minimum-suite requirements with no record. `ModelEvidence` is what the masking rules read
+(bench/assess/rules.py); `ModelAssessment` (bench/assess/assessment.py) adds their diagnosis.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pandas as pd
+
+from bench.assess.stats import Accuracy
+from bench.assess.suite import MINIMUM_SUITE, SuiteRequirement
+from bench.plugins.registry import ATTACKS
+from bench.store.records import AttackInfo, ModelInfo, Probes, Record
+
+
+# --- per attack, per threat model ------------------------------------------------------------------
+@dataclass
+class AttackSummary:
+    """One attack on one model at one budget, merged over every record of it (configs, slices)."""
+
+    key: str  # the attack's name, with its loss when one attack ran with several losses
+    info: AttackInfo  # of the first record (role, loss, library)
+    records: list[Record]
+    survived: pd.Series  # bool per example index of the evaluation set that this attack covered
+    fooled_any_size: pd.Series  # bool per covered example: misclassified at any perturbation size
+
+    @property
+    def accuracy(self) -> Accuracy:
+        return Accuracy(int(self.survived.sum()), int(len(self.survived)))
+
+    @property
+    def unbounded_success(self) -> Accuracy:
+        """Share of the attacked (clean-correct) examples fooled at any size (minimal-norm attacks)."""
+        attacked = self.fooled_any_size.index[self.clean_correct]
+        return Accuracy(int(self.fooled_any_size[attacked].sum()), int(len(attacked)))
+
+    clean_correct: pd.Series = field(default=None)
+    # which component broke each example, for an ensemble that reports it (AutoAttack); None otherwise
+    broken_by: pd.Series | None = None
+    derived: bool = False  # a component of an ensemble (AutoAttack's APGD-CE), read from its broken_by
+
+
+@dataclass
+class ThreatAssessment:
+    """One model at one budget: the evaluation set, clean and worst-case accuracy, each attack."""
+
+    norm: str
+    eps: float
+    examples: pd.Index  # example indices of the evaluation set
+    clean: Accuracy
+    worst: Accuracy
+    worst_survived: pd.Series  # bool per example: survived every record covering it
+    attacks: dict[str, AttackSummary]
+    missing: list[SuiteRequirement]  # minimum-suite requirements with no record
+    majority_share: float  # accuracy of the best constant predictor on the evaluation set
+    worst_before: Accuracy = None  # the worst case over the records the adaptive stage did not add
+    records: list[Record] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+    @property
+    def at_chance(self) -> bool:
+        """Clean accuracy not clearly above chance: the lower end of its 95% Wilson interval does
+        not exceed what the best constant predictor scores on the same examples."""
+        return not self.clean.interval[0] > self.majority_share
+
+    def strongest(self, pick: Callable[[AttackSummary], bool]) -> AttackSummary | None:
+        """The attack leaving the fewest robust examples among those `pick` selects."""
+        chosen = [a for a in self.attacks.values() if pick(a)]
+        return min(chosen, key=lambda a: (a.accuracy.value, a.key)) if chosen else None
+
+    @property
+    def claimed(self) -> AttackSummary | None:
+        """What the defense's own evaluation reports: iterative white-box attacks on cross-entropy
+        or softmax (PGD-CE at L∞/L2, JSMA at L0), the strongest of them."""
+        return self.strongest(lambda a: a.info.role == "gradient" and a.info.loss in ("ce", "softmax")
+                               and not a.info.single_step and not a.derived)
+
+    @property
+    def autoattack(self) -> AttackSummary | None:
+        return self.strongest(lambda a: a.info.role == "ensemble")
+
+
+def _default_loss(name: str) -> str | None:
+    try:
+        return ATTACKS.get(name).obj.loss_for({})
+    except Exception:  # an attack plugin no longer installed
+        return None
+
+
+def _attack_key(rec: Record, losses_by_name: dict[str, set]) -> str:
+    """The attack's name; with its loss when it ran with a loss other than its default (e.g.
+    `pgd-margin (logits)` for CE on rescaled logits), so a column means the same on every row."""
+    default = _default_loss(rec.attack.name)
+    if default is None:
+        default = sorted(losses_by_name[rec.attack.name])[0]
+    return rec.attack.name if rec.attack.loss == default else f"{rec.attack.name} ({rec.attack.loss})"
+
+
+def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame]) -> ThreatAssessment:
+    """Merge every record of one model at one (norm, ε) per example."""
+    norm, eps = records[0].threat
+    frames = {r.record_id: load(r).set_index("index") for r in records}
+    coverage = {r.record_id: frames[r.record_id].index for r in records}
+    requirements = MINIMUM_SUITE.get(norm, ())
+    missing, req_cover = [], []
+    for req in requirements:
+        matching = [r for r in records if req.matches(r.attack)]
+        if not matching:
+            missing.append(req)
+        else:
+            cover = coverage[matching[0].record_id]
+            for r in matching[1:]:
+                cover = cover.union(coverage[r.record_id])
+            req_cover.append(cover)
+    examples = None
+    if not missing and req_cover:
+        examples = req_cover[0]
+        for cover in req_cover[1:]:
+            examples = examples.intersection(cover)
+    if examples is None or len(examples) == 0:  # incomplete suite: everything any record covered
+        examples = coverage[records[0].record_id]
+        for r in records[1:]:
+            examples = examples.union(coverage[r.record_id])
+    examples = examples.sort_values()
+
+    clean = pd.Series(True, index=examples)
+    worst = pd.Series(True, index=examples)
+    before = pd.Series(True, index=examples)
+    labels = pd.Series(-1, index=examples)
+    losses_by_name: dict[str, set] = {}
+    for r in records:
+        losses_by_name.setdefault(r.attack.name, set()).add(r.attack.loss)
+    per_attack: dict[str, dict] = {}
+    for r in records:
+        f = frames[r.record_id]
+        common = f.index.intersection(examples)
+        if len(common) == 0:
+            continue
+        f = f.loc[common]
+        clean_r, adv_r = f["clean_correct"].astype(bool), f["adv_correct"].astype(bool)
+        clean.loc[common] = clean.loc[common] & clean_r
+        worst.loc[common] = worst.loc[common] & adv_r
+        if not r.adaptive:
+            before.loc[common] = before.loc[common] & adv_r
+        labels.loc[common] = f["label"].astype(int)
+        fooled = clean_r & (f["adv_pred"].astype(int) != f["label"].astype(int))
+        key = _attack_key(r, losses_by_name)
+        slot = per_attack.setdefault(key, {"records": [], "survived": None, "fooled": None, "clean": None,
+                                            "broken_by": None})
+        slot["records"].append(r)
+        if "adapter_broken_by" in f.columns:
+            by = f["adapter_broken_by"].fillna("").astype(str)
+            slot["broken_by"] = by if slot["broken_by"] is None else slot["broken_by"].combine_first(
+                by.where(by != "")).reindex(slot["broken_by"].index.union(by.index)).fillna("")
+        if slot["survived"] is None:
+            slot["survived"], slot["fooled"], slot["clean"] = adv_r, fooled, clean_r
+        else:
+            idx = slot["survived"].index.union(common)
+            slot["survived"] = slot["survived"].reindex(idx, fill_value=True) & adv_r.reindex(idx, fill_value=True)
+            slot["fooled"] = slot["fooled"].reindex(idx, fill_value=False) | fooled.reindex(idx, fill_value=False)
+            slot["clean"] = slot["clean"].reindex(idx, fill_value=True) & clean_r.reindex(idx, fill_value=True)
+    worst = worst & clean
+    before = before & clean
+    attacks = {
+        key: AttackSummary(key, slot["records"][0].attack, sorted(slot["records"], key=lambda r: r.record_id),
+                           slot["survived"] & slot["clean"], slot["fooled"], slot["clean"], slot["broken_by"])
+        for key, slot in sorted(per_attack.items())
+    }
+    # AutoAttack runs APGD-CE first on every example: with its per-component results, APGD-CE alone
+    # is known too, the strongest cross-entropy attack the suite has (the rules compare losses with it)
+    for key, a in list(attacks.items()):
+        if a.info.role == "ensemble" and a.broken_by is not None:
+            by = a.broken_by.reindex(a.clean_correct.index, fill_value="")
+            survived = a.clean_correct & (by != "apgd-ce")
+            info = AttackInfo(f"{a.info.name}: apgd-ce", a.info.config, a.info.library, a.info.library_version,
+                              False, "gradient", "ce", False)
+            attacks[f"{key}: apgd-ce"] = AttackSummary(f"{key}: apgd-ce", info, a.records, survived,
+                                                       a.clean_correct & ~survived, a.clean_correct, None, True)
+    counts = labels.value_counts()
+    majority = float(counts.max() / len(labels)) if len(labels) else math.nan
+    return ThreatAssessment(norm, eps, examples, Accuracy(int(clean.sum()), len(examples)),
+                            Accuracy(int(worst.sum()), len(examples)), worst, attacks, missing, majority,
+                            Accuracy(int(before.sum()), len(examples)), sorted(records, key=lambda r: r.record_id))
+
+
+@dataclass(frozen=True)
+class ModelEvidence:
+    """Everything judged about one model: its threat models, its probes, and the undefended model
+    of the same spec (rule R7's reference) with its probes."""
+
+    info: ModelInfo
+    threats: dict[tuple[str, float], ThreatAssessment]
+    probes: Probes | None
+    reference: ModelInfo | None
+    reference_probes: Probes | None
+
+    @property
+    def model_id(self) -> str:
+        return self.info.model_id
+
+    @property
+    def has_teacher(self) -> bool:
+        return "teacher" in self.info.upstream

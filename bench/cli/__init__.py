@@ -1,0 +1,42 @@
+"""`bench`: the command line. Verbs: run, train, eval, audit, list, leaderboard, store (`bench VERB --help`).
+
+Exit codes: 0 success; 2 bad input (one line naming the bad value and what is allowed);
+1 a failure of the harness or of an attack adapter (its message says which).
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+import warnings
+from typing import Sequence
+
+from bench.cli.checks import check_arguments
+from bench.cli.parser import build_parser
+from bench.cli.verbs import VERBS
+from bench.core.errors import AttackContractError, BenchInputError
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The command as a user would retype it (recorded in each record's provenance)."""
+    return "bench " + " ".join(shlex.quote(a) for a in argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    quiet = getattr(args, "quiet", False)
+    log = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"bench: warning: {msg}\n"
+    try:
+        check_arguments(args)
+        return VERBS[args.verb](args, log, command_line(argv))
+    except BenchInputError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+    except AttackContractError as exc:
+        print(f"bench: attack rejected: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted; finished models and records are kept, rerun to resume", file=sys.stderr)
+        return 130
+

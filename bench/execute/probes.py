@@ -1,0 +1,112 @@
+"""Model probes: cheap measurements of a model's outputs and input gradients that reveal the
+mechanics of gradient masking, recorded per model and used by the masking diagnostics.
+
+- zero_grad_share: inputs whose cross-entropy input gradient is exactly zero in float32
+  (a saturated softmax: gradient attacks on CE have nothing to follow);
+- zero_dlr_grad_share: inputs whose DLR-loss input gradient is exactly zero (AutoAttack's
+  check_zero_gradients: DLR is invariant to the logits' scale, so a zero here is not saturation);
+- saturated_share: inputs whose top softmax probability rounds to 1.0 in float32;
+- logit_l1_median, top2_gap_median: the size of the logits (Carlini & Wagner 2016: ~482 for a
+  distilled MNIST net vs ~5.8 undistilled) and the margin between the two largest;
+- sensitivity: mean |∂(Σ_k Z_k)/∂x| over inputs and features (Mandal & Guo's measure);
+- confidence_correct: mean top probability on correctly classified inputs;
+- ce_grad_l1 quantiles: the distribution of per-example input-gradient magnitudes;
+- grad_unavailable_share, grad_nonfinite_share: inputs with no autograd path from the input to the
+  logits, or a NaN/inf input gradient (Pintor et al. 2022); measured, never a crash;
+- randomized_share: inputs whose logits differ between repeated eval-mode forwards (a randomized
+  defense; AutoAttack's check_randomized).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from bench.core.specs import PROBE_VERSION
+
+
+def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Croce & Hein 2020's difference-of-logits ratio, per example (scale invariant)."""
+    sorted_logits, _ = logits.sort(dim=1)
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
+    return -(true - others) / (sorted_logits[:, -1] - sorted_logits[:, -3] + 1e-12)
+
+
+def _dlr_gradient(model, xb, yb):
+    if model(xb[:1]).shape[1] < 3:
+        return None
+    xg = xb.detach().clone().requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            grad, = torch.autograd.grad(dlr_loss(model(xg), yb).sum(), xg, allow_unused=True)
+    except RuntimeError:
+        return None
+    return grad
+
+
+def _input_gradients(model, xb, yb):
+    """(CE input gradient, Σ-logits input gradient, logits); gradients are None when the forward
+    leaves the autograd graph."""
+    xg = xb.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(xg)
+        try:
+            ce_grad, = torch.autograd.grad(F.cross_entropy(logits, yb, reduction="sum"), xg, retain_graph=True,
+                                           allow_unused=True)
+            sum_grad, = torch.autograd.grad(logits.sum(), xg, allow_unused=True)
+        except RuntimeError:  # the logits do not require grad at all
+            ce_grad = sum_grad = None
+    return ce_grad, sum_grad, logits.detach()
+
+
+def probe_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+                batch_size: int = 500) -> dict:
+    model.eval()
+    zero, zero_dlr, saturated, correct, unavailable, nonfinite, random = [], [], [], [], [], [], []
+    logit_l1, gap, conf, sens, grad_l1 = [], [], [], [], []
+    for start in range(0, len(y), batch_size):
+        xb = x[start : start + batch_size].to(device)
+        yb = y[start : start + batch_size].to(device)
+        ce_grad, sum_grad, logits = _input_gradients(model, xb, yb)
+        dlr_grad = _dlr_gradient(model, xb, yb)
+        with torch.no_grad():
+            zero_dlr.append(torch.zeros(len(yb), dtype=torch.bool, device=xb.device) if dlr_grad is None
+                            else (dlr_grad.flatten(1).abs().amax(1) == 0))
+            random.append((model(xb).float() != logits.float()).any(1))
+            logits = logits.float()
+            probs = F.softmax(logits, dim=1)
+            top2 = logits.topk(2, dim=1).values
+            missing = ce_grad is None
+            flat = torch.zeros(len(yb), 1, device=xb.device) if missing else ce_grad.flatten(1).abs()
+            finite = torch.isfinite(flat).all(1)
+            unavailable.append(torch.full((len(yb),), missing, dtype=torch.bool, device=xb.device))
+            nonfinite.append(~finite)
+            zero.append((flat.amax(1) == 0) & finite & ~missing)
+            saturated.append(probs.amax(1) == 1.0)
+            correct.append(logits.argmax(1) == yb)
+            logit_l1.append(logits.abs().sum(1))
+            gap.append(top2[:, 0] - top2[:, 1])
+            conf.append(probs.amax(1))
+            sens.append(torch.zeros(len(yb), device=xb.device) if sum_grad is None
+                        else torch.nan_to_num(sum_grad.flatten(1).abs().mean(1), nan=0.0, posinf=0.0))
+            grad_l1.append(torch.nan_to_num(flat.sum(1), nan=0.0, posinf=0.0))
+    cat = lambda parts: torch.cat(parts).cpu()
+    correct_t, conf_t, grad_t = cat(correct), cat(conf), cat(grad_l1)
+    quantiles = torch.quantile(grad_t.double(), torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
+    return {
+        "probe_version": PROBE_VERSION,
+        "n": int(len(y)),
+        "clean_acc": float(correct_t.float().mean()),
+        "zero_grad_share": float(cat(zero).float().mean()),
+        "zero_dlr_grad_share": float(cat(zero_dlr).float().mean()),
+        "grad_unavailable_share": float(cat(unavailable).float().mean()),
+        "grad_nonfinite_share": float(cat(nonfinite).float().mean()),
+        "randomized_share": float(cat(random).float().mean()),
+        "saturated_share": float(cat(saturated).float().mean()),
+        "logit_l1_median": float(cat(logit_l1).median()),
+        "top2_gap_median": float(cat(gap).median()),
+        "sensitivity": float(cat(sens).mean()),
+        "confidence_correct": float(conf_t[correct_t].mean()) if correct_t.any() else float("nan"),
+        "ce_grad_l1": {"q10": float(quantiles[0]), "median": float(quantiles[1]), "q90": float(quantiles[2])},
+        "ce_grad_l1_per_example": [float(v) for v in grad_t],
+    }

@@ -1,0 +1,52 @@
+"""The budgets of a run: each attack at each selected norm it supports, at the requested ε or
+the dataset's default (MNIST-like L∞ 0.3 / L2 2.0, CIFAR L∞ 8/255 / L2 0.5, L0 14.5% of the
+features). `--norm` and `--eps` are parsed and validated here, once, into `Budget`s."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from bench.core.errors import BenchInputError
+from bench.core.specs import NORMS, Budget
+from bench.plugins.datasets import DEFAULT_BUDGETS
+from bench.plugins.registry import ATTACKS
+
+
+def parse_norms(text: str) -> tuple[str, ...]:
+    """`--norm`: "all" or comma-separated norms → the norms, validated."""
+    if text.strip() == "all":
+        return NORMS
+    norms = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not norms:
+        raise BenchInputError(f"--norm {text!r} names no norm; allowed: {', '.join(NORMS)}, or all")
+    for n in norms:
+        if n not in NORMS:
+            raise BenchInputError(f"unknown norm {n!r}; allowed: {', '.join(NORMS)} (comma-separated), or all")
+    return norms
+
+
+def budget_plan(attack_names: Sequence[str], norms: Sequence[str], eps: Sequence[float] | None, family: str,
+                shape: tuple[int, ...] | None = None, *, attacks_named: bool = False) -> tuple[tuple[str, Budget], ...]:
+    """(attack, Budget) pairs to run: each attack at each of `norms` it supports, at `eps` (one norm
+    only) or the dataset's default budget; every budget validated here, once. An attack named
+    explicitly (`attacks_named`) that supports none of `norms` is an error; with `--attacks all` it
+    is skipped. With the input `shape`, an L2 budget larger than the diameter of the input space
+    (√features: every pixel from 0 to 1) is refused as a typo."""
+    all_norms = tuple(norms) == NORMS
+    if eps is not None and len(norms) != 1:
+        raise BenchInputError(f"--eps needs exactly one --norm (got --norm {','.join(norms)}); "
+                              f"e.g. --norm linf --eps 0.1,0.3")
+    plan = []
+    for name in attack_names:
+        supported = [n for n in norms if n in ATTACKS.get(name).obj.norms]
+        # with --attacks all, an attack without the chosen norm is skipped; one named explicitly is an error
+        if not supported and not all_norms and attacks_named:
+            raise BenchInputError(f"attack {name!r} supports {', '.join(sorted(ATTACKS.get(name).obj.norms))}, "
+                                  f"not --norm {','.join(norms)}")
+        for norm in supported:
+            for value in (eps or [DEFAULT_BUDGETS[family][norm]]):
+                if norm == "l2" and shape is not None and value > math.prod(shape) ** 0.5:
+                    raise BenchInputError(f"--eps {value:g} is larger than any l2 distance between two inputs of this "
+                                          f"dataset (at most {math.prod(shape) ** 0.5:.4g})")
+                plan.append((name, Budget(norm, value)))
+    return tuple(plan)

@@ -1,0 +1,79 @@
+"""`bench run --dry-run`: the plan as text, each node cached or to run, with an estimate of its cost.
+
+Estimates come from the wall times the store recorded for similar nodes: training as seconds per
+epoch of the same defense, architecture and dataset; attacks as seconds per example of the same
+attack, norm, architecture and dataset. A node with no similar node in the store has no estimate
+(said so, never guessed).
+"""
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+
+from bench.execute.executors import topological
+
+
+def _history(store) -> tuple[dict, dict]:
+    per_epoch: dict[tuple, list[float]] = defaultdict(list)
+    for spec in store.models():
+        wall = (spec.get("provenance") or {}).get("wall_seconds")
+        epochs = (spec.get("config") or {}).get("epochs")
+        if wall and epochs:
+            per_epoch[(spec["defense"], spec["arch"], spec["dataset"])].append(wall / epochs)
+    per_example: dict[tuple, list[float]] = defaultdict(list)
+    for rec in store.records():
+        wall = rec["provenance"].get("wall_seconds")
+        n = rec["metrics"].get("n")
+        s = rec["spec"]
+        if wall and n:
+            per_example[(s["attack"]["name"], s["budget"]["norm"], s["arch"], s["dataset"]["name"])].append(wall / n)
+    return per_epoch, per_example
+
+
+def estimate(task, runner, history) -> float | None:
+    per_epoch, per_example = history
+    node = task.node
+    if task.kind == "train":
+        epochs = getattr(node.config, "epochs", None)
+        times = per_epoch.get((node.defense, node.arch, node.dataset))
+        return statistics.median(times) * epochs if times and epochs else None
+    if task.kind == "attack":
+        spec = task.attack.spec
+        times = per_example.get((task.attack.name, spec.budget.norm, node.arch, node.dataset))
+        return statistics.median(times) * spec.n if times else None
+    return None  # probes: seconds at most
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def plan_text(tasks, runner, *, adaptive: bool) -> str:
+    history = _history(runner.store)
+    lines = [f"{'status':<7} {'node':<7} {'id':<16}  {'estimate':>9}  what"]
+    total, unknown, to_run = 0.0, 0, 0
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for task in topological(tasks):
+        cached = task.cached(runner)
+        counts[task.kind][0 if cached else 1] += 1
+        est = None if cached else estimate(task, runner, history)
+        if not cached:
+            to_run += 1
+            if est is None and task.kind != "probe":
+                unknown += 1
+            total += est or 0.0
+        shown = "—" if cached else ("?" if est is None and task.kind != "probe" else _duration(est or 0.0))
+        lines.append(f"{'cached' if cached else 'run':<7} {task.kind:<7} {task.id}  {shown:>9}  {task.label}")
+    parts = [f"{k}: {c[1]} to run, {c[0]} cached" for k, c in sorted(counts.items())]
+    lines.append("")
+    lines.append(f"plan: {len(tasks)} node(s) ({'; '.join(parts)})")
+    note = f" ({unknown} node(s) with no similar node in the store are not estimated)" if unknown else ""
+    lines.append(f"estimated cost of the {to_run} node(s) to run: {_duration(total)}{note}")
+    if adaptive:
+        lines.append("then: the adaptive stage, planned after the assessment (the attacks each masking flag calls "
+                     "for; docs/masking.md)")
+    return "\n".join(lines)

@@ -1,0 +1,150 @@
+"""The store's SQLite index: a cache of the artifact files, never the truth.
+
+On open every artifact file is hashed and compared with the hash its row was made from; rows are
+added, refreshed or dropped to match (`refresh_index`), and `bench store rebuild` recreates the
+index from nothing. SQLite runs in WAL mode with a busy timeout, so concurrent runs on one store
+wait for each other instead of failing with "database is locked". A corrupt index is set aside
+and rebuilt.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Iterator
+
+from bench.core.errors import BenchInputError
+from bench.core.files import owner_tag, sha256_bytes
+from bench.store.integrity import CorruptArtifact
+from bench.store.records import valid_id
+
+INDEX_VERSION = 2
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS models (
+    model_id TEXT PRIMARY KEY, defense TEXT, label TEXT, arch TEXT, dataset TEXT, seed INTEGER,
+    spec_json TEXT, created_at TEXT, file_sha256 TEXT
+);
+CREATE TABLE IF NOT EXISTS records (
+    record_id TEXT PRIMARY KEY, model_id TEXT, defense TEXT, label TEXT, arch TEXT, dataset TEXT,
+    attack TEXT, norm TEXT, eps REAL, clean_acc REAL, robust_acc REAL, success_rate REAL, n INTEGER,
+    record_json TEXT, created_at TEXT, file_sha256 TEXT
+);
+"""
+
+
+def read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+
+
+
+
+class StoreIndex:
+    """The index half of `Store` (bench/store/artifacts.py): it reads the files through the
+    store's verified readers (bench/store/verified.py)."""
+
+    def _open_index(self) -> sqlite3.Connection:
+        path = self.root / "index.sqlite"
+        for attempt in (1, 2):
+            try:
+                db = sqlite3.connect(path, timeout=60)
+                db.execute("PRAGMA busy_timeout = 60000")
+                db.execute("PRAGMA journal_mode = WAL")
+                db.executescript(_SCHEMA)
+                row = db.execute("SELECT value FROM meta WHERE key = 'index_version'").fetchone()
+                if row is None or row[0] != str(INDEX_VERSION):
+                    with db:
+                        db.execute("DROP TABLE IF EXISTS models")
+                        db.execute("DROP TABLE IF EXISTS records")
+                    db.executescript(_SCHEMA)
+                    with db:
+                        db.execute("INSERT OR REPLACE INTO meta VALUES ('index_version', ?)", (str(INDEX_VERSION),))
+                return db
+            except sqlite3.DatabaseError as exc:
+                if attempt == 2:
+                    raise BenchInputError(f"the index {path} cannot be opened ({exc}); `bench store rebuild` "
+                                          f"recreates it from the files") from None
+                # the index is only a cache of the files: a corrupt one is set aside and rebuilt
+                self.log(f"bench: warning: index {path} is unreadable ({exc}); rebuilding it from the files")
+                with contextlib.suppress(Exception):
+                    db.close()
+                for suffix in ("", "-wal", "-shm"):
+                    side = Path(f"{path}{suffix}")
+                    if side.exists():
+                        os.replace(side, self.tmp_dir / f"{owner_tag()}.broken-index{suffix}")
+        raise AssertionError("unreachable")
+
+    def rebuild_index(self) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM models")
+            self._db.execute("DELETE FROM records")
+        self.refresh_index()
+
+    def refresh_index(self) -> None:
+        """Make the index equal to the files: every artifact whose file hash differs from its row's
+        is verified and re-indexed; rows without a valid artifact are dropped."""
+        self.problems.clear()
+        rows = {r[0]: r[1] for r in self._db.execute("SELECT model_id, file_sha256 FROM models")}
+        valid_models: dict[str, dict] = {}
+        for folder in self._folders(self.models_dir):
+            data = read_bytes(folder / "spec.json")
+            if data is None:
+                continue  # half-present: recomputed by the next run that needs it
+            try:
+                spec = self._verified_spec(folder.name, data)
+            except CorruptArtifact as exc:
+                self.problems[f"model:{folder.name}"] = exc
+                continue
+            valid_models[folder.name] = spec
+            if rows.get(folder.name) != sha256_bytes(data):
+                self._index_model(spec, sha256_bytes(data))
+        rows = {r[0]: r[1] for r in self._db.execute("SELECT record_id, file_sha256 FROM records")}
+        valid_records: set[str] = set()
+        for folder in self._folders(self.records_dir):
+            data = read_bytes(folder / "record.json")
+            if data is None:
+                continue
+            try:
+                rec, _ = self._verified_record(folder.name, data, valid_models)
+            except CorruptArtifact as exc:
+                self.problems[f"record:{folder.name}"] = exc
+                continue
+            valid_records.add(folder.name)
+            if rows.get(folder.name) != sha256_bytes(data):
+                self._index_record(rec, sha256_bytes(data))
+        with self._db:
+            for (mid,) in list(self._db.execute("SELECT model_id FROM models")):
+                if mid not in valid_models:
+                    self._db.execute("DELETE FROM models WHERE model_id = ?", (mid,))
+            for (rid,) in list(self._db.execute("SELECT record_id FROM records")):
+                if rid not in valid_records:
+                    self._db.execute("DELETE FROM records WHERE record_id = ?", (rid,))
+
+    def _folders(self, parent: Path) -> Iterator[Path]:
+        for d in sorted(parent.iterdir()):
+            if d.is_dir() and valid_id(d.name):
+                yield d
+
+    def _index_model(self, spec: dict, file_sha: str) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO models VALUES (?,?,?,?,?,?,?,?,?)",
+                (spec["model_id"], spec["defense"], spec.get("label", spec["defense"]), spec["arch"],
+                 spec["dataset"], spec["seed"], json.dumps(spec, sort_keys=True), spec.get("created_at", ""), file_sha),
+            )
+
+    def _index_record(self, rec: dict, file_sha: str) -> None:
+        s, m = rec["spec"], rec["metrics"]
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (rec["record_id"], rec["model_id"], s["defense"]["name"], s["defense"]["label"], s["arch"],
+                 s["dataset"]["name"], s["attack"]["name"], s["budget"]["norm"], s["budget"]["eps"],
+                 m["clean_acc"], m["robust_acc"], m["success_rate"], m["n"],
+                 json.dumps(rec, sort_keys=True), rec["provenance"]["started_at"], file_sha),
+            )
