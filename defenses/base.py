@@ -80,7 +80,7 @@ class Defense:
         """Attacks adapted to this defense (Tramèr et al. 2020), as (attack name, config overrides):
         the adaptive stage of `bench run` runs them on every model of this defense, at every budget
         whose norm the attack supports, besides what the masking rules call for. A non-differentiable
-        part of the forward declares its BPDA approximation on its architecture (bench/archs.py)."""
+        part of the forward declares its BPDA approximation on its architecture (bench/plugins/archs.py)."""
         return ()
 
     def label(self, cfg) -> str:

@@ -166,7 +166,7 @@ def test_reference_for_logit_size_is_chosen_by_spec_not_label():
 
 
 def test_every_accuracy_has_an_interval_and_the_ranked_table_has_at_most_eight_columns(fixed_store):
-    text = board_markdown(build_board(assess(__import__("bench.records", fromlist=["ResultSet"])
+    text = board_markdown(build_board(assess(__import__("bench.store.records", fromlist=["ResultSet"])
                                              .ResultSet.from_store(Store(fixed_store)))))
     tables = re.findall(r"(\| rank \|.*?)\n\n", text + "\n\n", flags=re.S)
     assert tables

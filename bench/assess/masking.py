@@ -4,11 +4,11 @@ threshold, its test and its source).
 Each rule is a small function of a `ModelEvidence` (every threat model of one model, each attack
 merged per example, and the model's probes) that returns a `Finding`: whether it fired, whether it
 could be evaluated, the numbers behind it, its threshold and its source. Rules select attacks by
-the role and loss they declare (bench/attacks/base.py), never by name, so a plugin attack takes
+the role and loss they declare (bench/plugins/attacks/base.py), never by name, so a plugin attack takes
 part. The verdict belongs to the model: evidence from any threat model or slice counts.
 
 Rules that compare two attacks do so on the same examples, with an exact one-sided McNemar test
-(α = 0.05) on top of the rule's threshold on the observed gap (bench/stats.py): a rule fires only
+(α = 0.05) on top of the rule's threshold on the observed gap (bench/assess/stats.py): a rule fires only
 when the gap is both large and not chance.
 
 Sources: Athalye, Carlini, Wagner 2018 ("Obfuscated Gradients Give a False Sense of Security");

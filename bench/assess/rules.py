@@ -1,20 +1,10 @@
-"""The gradient-masking rules that compare attacks, over one model's evidence (docs/masking.md lists each rule, its
-threshold, its test and its source).
+"""The masking rules that compare attacks on one model: R1–R6 and R8 (bench/assess/masking.py
+lists all ten and turns their findings into the verdict; docs/masking.md documents each rule).
 
-Each rule is a small function of a `ModelAssessment` (every threat model of one model, each attack
-merged per example, and the model's probes) that returns a `Finding`: whether it fired, whether it
-could be evaluated, the numbers behind it, its threshold and its source. Rules select attacks by
-the role and loss they declare (bench/attacks/base.py), never by name, so a plugin attack takes
-part. The verdict belongs to the model: evidence from any threat model or slice counts.
-
-Rules that compare two attacks do so on the same examples, with an exact one-sided McNemar test
-(α = 0.05) on top of the rule's threshold on the observed gap (bench/stats.py): a rule fires only
-when the gap is both large and not chance.
-
-Sources: Athalye, Carlini, Wagner 2018 ("Obfuscated Gradients Give a False Sense of Security");
-Carlini et al. 2019 ("On Evaluating Adversarial Robustness"); Croce & Hein 2020 (AutoAttack's
-checks: Square beating APGD by more than 0.2 points, zero gradients); Carlini & Wagner 2016
-("Defensive Distillation is Not Robust to Adversarial Examples": logit size, saturated softmax).
+A rule is a function of a `ModelEvidence` returning a `Finding`. Comparisons are paired: on the
+same examples, a rule fires only when the gap exceeds its threshold and an exact one-sided McNemar
+or binomial test (α = 0.05, bench/assess/stats.py) says it is not chance. Attacks are selected by
+the role and loss they declare, never by name.
 """
 from __future__ import annotations
 from __future__ import annotations

@@ -79,7 +79,7 @@ class ModelSpec:
     seed: int
     upstream: Mapping[str, str] = field(default_factory=dict)  # role -> model_id
     # the code that trains it: the defense's package, version and source hashes, the architecture's,
-    # and the library versions (bench.registry.code_fingerprint): edited code never reuses old models
+    # and the library versions (bench.plugins.registry.code_fingerprint): edited code never reuses old models
     code: Mapping[str, Any] = field(default_factory=dict)
 
     @property

@@ -1,4 +1,4 @@
-"""Executing a plan's tasks (bench/plan.py): here, one after another, or as Ray tasks on a cluster.
+"""Executing a plan's tasks (bench/plan/tasks.py): here, one after another, or as Ray tasks on a cluster.
 
 Both executors run the same `Task.run(runner)` against the same content-addressed store, so they
 produce the same artifacts (`tests/test_executors.py`). A task that raises is retried a bounded

@@ -23,6 +23,7 @@ from bench.plugins.datasets import SPLIT_SEED, Dataset
 from bench.plugins.registry import DEFENSES
 from bench.store.artifacts import Store
 from bench.store.integrity import CorruptArtifact
+from bench.store.records import NewRecord
 from defenses.base import TrainContext
 
 
@@ -168,38 +169,23 @@ class Runner:
         outcome = run_attack(model, attack, x, y, budget, num_classes=self.dataset.num_classes, seed=seed,
                              device=self.device, batch_size=self.attack_batch_size, quiet=self.quiet,
                              desc=f"{attack_name} {budget} on {node.label}")
-        record = {
-            "schema_version": RECORD_SCHEMA_VERSION,
-            "record_id": rid,
-            "key": spec.key,
-            "model_id": node.model_id,
-            "model_sha256": self.store.weights_sha256(node.model_id),
-            "spec": {
-                "defense": {"name": node.defense, "label": node.label, "config": config_to_dict(node.config)},
-                "upstream": [{"role": role, "model_id": up.model_id, "defense": up.defense}
-                             for role, up in sorted(node.upstream.items())],
-                "arch": node.arch,
-                "dataset": {"name": self.dataset.name, "split": "test", "n": len(y), "seed": SPLIT_SEED},
-                "attack": {"name": attack_name, "config": attack_config, "library": attack.library,
-                           "library_version": attack.library_version, "minimal_norm": attack.minimal_norm,
-                           "role": attack.role, "loss": attack.loss_for(attack_config),
-                           "single_step": attack.single_step},
-                "budget": {"norm": budget.norm, "eps": budget.eps},
-                "seed": seed,
-            },
-            "metrics": outcome.metrics,
-            "attack_notes": outcome.notes,
-            "per_example": "per_example.csv",
-            "provenance": self._provenance(outcome.wall_seconds, started_at),
-        }
-        if adaptive:
-            record["adaptive"] = {"rules": list(adaptive)}
-        record = self.store.save_record(record, outcome.per_example, replace=forced)
+        record = NewRecord(
+            RECORD_SCHEMA_VERSION, rid, spec.key, node.model_id, self.store.weights_sha256(node.model_id),
+            {"name": node.defense, "label": node.label, "config": config_to_dict(node.config)},
+            tuple({"role": role, "model_id": up.model_id, "defense": up.defense}
+                  for role, up in sorted(node.upstream.items())),
+            node.arch, {"name": self.dataset.name, "split": "test", "n": len(y), "seed": SPLIT_SEED},
+            {"name": attack_name, "config": attack_config, "library": attack.library,
+             "library_version": attack.library_version, "minimal_norm": attack.minimal_norm, "role": attack.role,
+             "loss": attack.loss_for(attack_config), "single_step": attack.single_step},
+            budget, seed, outcome.metrics, tuple(outcome.notes), self._provenance(outcome.wall_seconds, started_at),
+            tuple(adaptive or ()))
+        saved = self.store.save_record(record.to_json(), outcome.per_example, replace=forced)
         self.attacked.append(rid)
         m = outcome.metrics
         self.log(f"attack  {node.label:<40} {attack_name:<6} {budget}: clean {m['clean_acc']:.1%} "
                  f"robust {m['robust_acc']:.1%} ({outcome.wall_seconds:.1f}s)")
-        return record
+        return saved
 
     def probes(self, node: TrainNode, n_eval: int | None) -> dict:
         """The model probes of `node` on the evaluation slice, cached like records."""

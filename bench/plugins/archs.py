@@ -192,7 +192,7 @@ def base_arch(name: str) -> str:
 
 
 def create_model(arch: str, dataset, logit_scale: float = 1.0) -> Classifier:
-    """Build `arch` for `dataset` (a bench.data.Dataset), normalization inside."""
+    """Build `arch` for `dataset` (a bench.plugins.datasets.Dataset), normalization inside."""
     info = arch_info(arch)
     c, h, w = dataset.shape
     if min(h, w) < info.min_side:

@@ -169,6 +169,6 @@ class Registry(Generic[T]):
 
 DEFENSES: Registry = Registry("defense", "distill_bench.defenses", ("name", "Config", "requires", "train"))
 ATTACKS: Registry = Registry("attack", "distill_bench.attacks", ("name", "norms", "minimal_norm", "run"))
-# Architectures: a plugin registers an `bench.archs.ArchInfo` instance (name, description, build,
+# Architectures: a plugin registers an `bench.plugins.archs.ArchInfo` instance (name, description, build,
 # min_side, optional input_transform and base); built-ins live in bench.archs.ARCHS.
 ARCH_PLUGINS: Registry = Registry("architecture", "distill_bench.archs", ("name", "build", "min_side"))

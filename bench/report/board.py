@@ -1,7 +1,7 @@
 """Assessments → the leaderboard as typed data: pages (dataset × norm), tables (one per budget),
 rows (one per configuration; several seeds make one row), ranked or not, with the reasons.
 
-Every renderer (bench/render/) is a pure function of a `Board`. The ranking rules are documented
+Every renderer (bench/report/) is a pure function of a `Board`. The ranking rules are documented
 in docs/leaderboard.md:
 - a row is ranked only if, for every seed, the threat model's minimum suite was run, clean accuracy
   is clearly above chance, and the model's verdict is not an unresolved "masking suspected";

@@ -1,6 +1,6 @@
 """Board → markdown: leaderboard pages, the details and evidence sections, model pages.
 
-Pure functions of typed data (bench/board.py, bench/assess.py): the same store renders the same
+Pure functions of typed data (bench/report/board.py, bench/assess/assessment.py): the same store renders the same
 bytes. The ranking rules, intervals and table layout are explained in docs/leaderboard.md; the
 masking rules in docs/masking.md.
 """
@@ -192,7 +192,7 @@ def page_markdown(page: Page, *, link: bool = True, curve_png: str | None = None
         lines += [f"{h}# Model probes", "",
                   "Share of inputs whose cross-entropy input gradient is exactly zero, share whose top softmax "
                   "probability is exactly 1.0 in float32, logit size, and sensitivity mean |∂Σ logits/∂x| "
-                  "(bench/probes.py). Large logits with zero gradients are how defensive distillation masks.", ""]
+                  "(bench/execute/probes.py). Large logits with zero gradients are how defensive distillation masks.", ""]
         lines += probes + [""]
     if link:
         lines += [f"{h}# Model pages", ""]

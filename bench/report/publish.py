@@ -179,7 +179,7 @@ def check_destination(store: Store, dest: Path, replace: bool) -> dict | None:
     return marker
 
 
-_write_atomic = write_atomic  # one atomic writer for every file bench writes (bench/files.py)
+_write_atomic = write_atomic  # one atomic writer for every file bench writes (bench/core/files.py)
 
 
 def publish(store: Store, dest: Path, dataset: str | None = None, replace: bool = False) -> list[Path]:

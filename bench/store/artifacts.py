@@ -3,12 +3,12 @@
 Layout under the store root (`--out`, default ./runs):
     models/<model_id>/model.safetensors, spec.json     a trained model and what made it
     records/<record_id>/record.json, per_example.csv    one model × attack × budget result
-    probes/<probe_id>.json                              cheap model measurements (bench/probes.py)
+    probes/<probe_id>.json                              cheap model measurements (bench/execute/probes.py)
     index.sqlite                                        a cache of the files (rebuildable)
     locks/<id>.lock                                     one per node being computed
     tmp/                                                staging folders of writes in progress
 
-**Integrity** (bench/integrity.py). Every JSON artifact carries `integrity`: the SHA-256 of its own canonical content
+**Integrity** (bench/store/integrity.py). Every JSON artifact carries `integrity`: the SHA-256 of its own canonical content
 (without that field) and of each file beside it (weights, per-example CSV). Ids are checked against
 the folder they sit in and, where the artifact records the key its id was hashed from, against that
 key. A mismatch is a `CorruptArtifact`: the artifact is never used; `bench run` recomputes it,

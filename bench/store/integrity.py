@@ -1,6 +1,6 @@
 """What makes a stored artifact trustworthy: its content hashes (`seal`), the checks of a JSON
 artifact against its folder, its own hash and its key (`_check_content`), and the error a failed
-check raises (`CorruptArtifact`). The store (bench/store.py) applies them on every read.
+check raises (`CorruptArtifact`). The store (bench/store/artifacts.py) applies them on every read.
 """
 from __future__ import annotations
 

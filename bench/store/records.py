@@ -64,8 +64,8 @@ class AttackInfo:
     library: str
     library_version: str
     minimal_norm: bool
-    role: str  # bench.attacks.base.ROLES
-    loss: str  # bench.attacks.base.LOSSES
+    role: str  # bench.plugins.attacks.base.ROLES
+    loss: str  # bench.plugins.attacks.base.LOSSES
     single_step: bool
 
     @property
@@ -142,8 +142,45 @@ class Record:
 
 
 @dataclass(frozen=True)
+class NewRecord:
+    """A record as the runner makes it, typed as `Record` is when read; `to_json` is the file's
+    content (docs/schema/record.schema.json) before the store seals it."""
+
+    schema_version: int
+    record_id: str
+    key: Mapping[str, Any]  # what the id is the hash of
+    model_id: str
+    model_sha256: str  # the weights it attacked: a retrained model makes it stale
+    defense: Mapping[str, Any]  # name, label, config
+    upstream: tuple[Mapping[str, str], ...]  # role, model_id, defense
+    arch: str
+    dataset: Mapping[str, Any]  # name, split, n, seed
+    attack: Mapping[str, Any]  # name, config, library, library_version, minimal_norm, role, loss, single_step
+    budget: Budget
+    seed: int
+    metrics: Mapping[str, Any]
+    attack_notes: tuple[str, ...]
+    provenance: Mapping[str, Any]
+    adaptive_rules: tuple[str, ...] = ()  # the fired rules this record answers (the adaptive stage)
+
+    def to_json(self) -> dict:
+        record = {
+            "schema_version": self.schema_version, "record_id": self.record_id, "key": dict(self.key),
+            "model_id": self.model_id, "model_sha256": self.model_sha256,
+            "spec": {"defense": dict(self.defense), "upstream": [dict(u) for u in self.upstream], "arch": self.arch,
+                     "dataset": dict(self.dataset), "attack": dict(self.attack),
+                     "budget": {"norm": self.budget.norm, "eps": self.budget.eps}, "seed": self.seed},
+            "metrics": dict(self.metrics), "attack_notes": list(self.attack_notes), "per_example": "per_example.csv",
+            "provenance": dict(self.provenance),
+        }
+        if self.adaptive_rules:
+            record["adaptive"] = {"rules": list(self.adaptive_rules)}
+        return record
+
+
+@dataclass(frozen=True)
 class Probes:
-    """One model's probes on one evaluation slice (bench/probes.py)."""
+    """One model's probes on one evaluation slice (bench/execute/probes.py)."""
 
     model_id: str
     dataset: str

@@ -1,7 +1,7 @@
 """One APGD component of AutoAttack (Croce & Hein 2020), from `pyautoattack`: APGD on
 cross-entropy, on the DLR loss, or targeted DLR (APGD-T), with restarts and EOT iterations.
 
-In the adaptive stage (bench/adaptive.py): APGD-T is the logit-margin attack that breaks a saturated
+In the adaptive stage (bench/assess/remedies.py): APGD-T is the logit-margin attack that breaks a saturated
 softmax (its DLR loss is invariant to the logits' scale); APGD-CE/DLR with `eot_iter` > 1 average
 gradients over random draws (AutoAttack's `rand` version) for randomized defenses. The component
 runs through pyautoattack's own `AutoAttack(version="custom")`, so its algorithms are the original.
