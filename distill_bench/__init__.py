@@ -3,7 +3,7 @@
     import distill_bench
     result = distill_bench.run(defense="ta-chain", attacks="all", dataset="mnist-5k", n_eval=1000)
     print(result.markdown())                  # the leaderboard `bench run` prints and writes
-    result = distill_bench.audit(model, dataset="mnist-5k", norm="linf", n=1000)
+    result = distill_bench.audit(model, dataset="mnist-5k", norm="linf")
     result.robust_accuracy                    # {("linf", 0.3): 0.0, ...} per-example worst case
     result.masking_suspected, result.fired_rules
 
@@ -47,7 +47,7 @@ def run(request: RunRequest | None = None, /, *, log: Callable[[str], None] | No
 
 
 def audit(model, dataset: str = "mnist-5k", norm: str = "linf", eps: float | Sequence[float] | None = None,
-          attacks: str | Sequence[str] = "all", n: int | None = 1000, device: str = "auto",
+          attacks: str | Sequence[str] = "all", n: int | None = None, device: str = "auto",
           store: str | Path = "runs", *, seed: int = 0, adaptive: bool = True,
           attack_config: Mapping[str, Mapping[str, Any]] | None = None, batch_size: int | str = 500,
           epochs: int | None = None, data_root: str | None = None, name: str | None = None,
@@ -58,7 +58,7 @@ def audit(model, dataset: str = "mnist-5k", norm: str = "linf", eps: float | Seq
     model: any `torch.nn.Module` in eval mode taking [0, 1] NCHW inputs and returning logits.
     dataset: `bench list datasets`; norm: linf, l2, l0, comma-separated, or all; eps: budgets for a
     single norm (default: the dataset's); attacks: names or "all" (`bench list attacks`); n: the
-    first n test examples (None: all); store: the folder that caches models and records (the same
+    first n test examples (None, the default: the whole test split, as `bench audit`); store: the folder that caches models and records (the same
     store as `bench run`: the model is keyed by the hash of its weights and its class's code, so an
     audit is computed once); attack_config: {"cw": {"max_iterations": 100}}; epochs: training length
     of the undefended surrogate that transfer attacks train (default: vanilla's).

@@ -60,3 +60,17 @@ def test_no_import_cycles_between_modules_of_the_harness():
     cycles = [(a, b) for a, b in itertools.permutations(modules, 2)
               if graph.direct_import_exists(importer=a, imported=b) and graph.chain_exists(importer=b, imported=a)]
     assert not cycles, f"import cycles through: {cycles[:5]}"
+
+
+def test_every_verb_reads_attacks_all_the_same_way():
+    """`--attacks all` with one norm skips the attacks without it, for `bench run` and `bench audit`
+    alike (the audit used to refuse C&W at --norm linf); an attack named explicitly is an error."""
+    from bench.compose.requests import Evaluation
+    from bench.plan.budgets import budget_plan
+
+    implicit = Evaluation.build("all", norm="linf")
+    pairs = budget_plan(implicit.attacks, implicit.norms, implicit.eps, "mnist", attacks_named=implicit.attacks_named)
+    assert pairs and {b.norm for _, b in pairs} == {"linf"} and "cw" not in {a for a, _ in pairs}
+    named = Evaluation.build("pgd,cw", norm="linf")
+    with pytest.raises(BenchInputError, match="attack 'cw' supports l2, not --norm linf"):
+        budget_plan(named.attacks, named.norms, named.eps, "mnist", attacks_named=named.attacks_named)
