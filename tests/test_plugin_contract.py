@@ -6,7 +6,8 @@ registered or installed plugin is tested without anyone adding it here.
   the store reloads bit-identically (weights and outputs);
 - an attack declares a known role and loss, supports at least one norm, and, run on a real model
   at each norm it supports, returns finite inputs in [0, 1] inside the budget (a minimal-norm attack
-  may go beyond it: the harness counts that as a failure at the budget);
+  may go beyond it: the harness counts that as a failure at the budget); a certifier (role
+  "certificate") returns a verdict per example;
 - an architecture builds for an input of its minimum side, outputs logits (N, K), and rebuilds from
   its name and weights to the same outputs.
 """
@@ -82,6 +83,11 @@ def test_attack_declares_its_role_and_stays_inside_its_budget_and_the_input_rang
     assert cls.norms and set(cls.norms) <= set(BUDGETS), f"{name} supports {cls.norms}"
     model = digits_models["vanilla"]
     x, y = digits.eval_slice(8)
+    if cls.role == "certificate":  # a verifier returns a verdict per example, never inputs
+        for norm in sorted(cls.norms):
+            ok, details = _fast(cls).certify(model, x, y, budget=Budget(norm, BUDGETS[norm] / 100))
+            assert ok.shape == (len(y),) and ok.dtype == torch.bool and isinstance(details, dict)
+        return
     for norm in sorted(cls.norms):
         attack = _fast(cls)
         if getattr(cls, "surrogate", None):  # transfer: the harness hands it the surrogate model

@@ -71,6 +71,8 @@ class ModelAssessment(ModelEvidence):
         reasons = []
         if t.missing:
             reasons.append("missing " + "; ".join(req.description for req in t.missing))
+        if t.unsound:
+            reasons.append(f"{t.unsound} certified example(s) broken by an attack: a certifier or an attack is wrong")
         if t.at_chance:
             low = t.clean.interval[0]
             reasons.append(f"clean accuracy not above chance (95% lower bound {100 * low:.1f}% ≤ "

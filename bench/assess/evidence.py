@@ -47,6 +47,38 @@ class AttackSummary:
     derived: bool = False  # a component of an ensemble (AutoAttack's APGD-CE), read from its broken_by
 
 
+@dataclass(frozen=True)
+class Certificate:
+    """The certified examples of one model at one budget: a sound lower bound on robust accuracy,
+    merged over every certifier's record (each is sound, so their union is)."""
+
+    certified: pd.Series  # bool per example of the evaluation set: certified by some certifier
+    records: tuple[Record, ...]
+    not_certifiable: tuple[str, ...]  # the reasons certifiers gave, where the model cannot be bounded
+
+    @property
+    def accuracy(self) -> Accuracy:
+        return Accuracy(int(self.certified.sum()), int(len(self.certified)))
+
+    @property
+    def methods(self) -> list[str]:
+        return sorted({r.attack.name for r in self.records})
+
+
+def _certificate(records: list[Record], frames: dict, examples: pd.Index) -> Certificate | None:
+    if not records:
+        return None
+    certified = pd.Series(False, index=examples)
+    for r in records:
+        f = frames[r.record_id]
+        common = f.index.intersection(examples)
+        ok = f.loc[common, "adv_correct"].astype(bool) & f.loc[common, "clean_correct"].astype(bool)
+        certified.loc[common] = certified.loc[common] | ok
+    reasons = tuple(sorted({r.metrics.extra.get("not_certifiable_reason") for r in records
+                            if r.metrics.extra.get("not_certifiable_reason")}))
+    return Certificate(certified, tuple(sorted(records, key=lambda r: r.record_id)), reasons)
+
+
 @dataclass
 class ThreatAssessment:
     """One model at one budget: the evaluation set, clean and worst-case accuracy, each attack."""
@@ -62,6 +94,15 @@ class ThreatAssessment:
     majority_share: float  # accuracy of the best constant predictor on the evaluation set
     worst_before: Accuracy = None  # the worst case over the records the adaptive stage did not add
     records: list[Record] = field(default_factory=list)
+    certificate: Certificate | None = None  # the certified lower bound, when a certifier ran
+
+    @property
+    def unsound(self) -> int:
+        """Certified examples that some attack broke: 0 unless a certifier or an attack is wrong."""
+        if self.certificate is None:
+            return 0
+        certified = self.certificate.certified.reindex(self.examples, fill_value=False)
+        return int((certified & ~self.worst_survived).sum())
 
     @property
     def complete(self) -> bool:
@@ -107,9 +148,12 @@ def _attack_key(rec: Record, losses_by_name: dict[str, set]) -> str:
 
 
 def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame]) -> ThreatAssessment:
-    """Merge every record of one model at one (norm, ε) per example."""
+    """Merge every record of one model at one (norm, ε) per example. Certifiers' records (role
+    "certificate") are lower bounds: they make the certificate, never the worst case."""
     norm, eps = records[0].threat
     frames = {r.record_id: load(r).set_index("index") for r in records}
+    certificates = [r for r in records if r.attack.role == "certificate"]
+    records = [r for r in records if r.attack.role != "certificate"] or certificates
     coverage = {r.record_id: frames[r.record_id].index for r in records}
     requirements = MINIMUM_SUITE.get(norm, ())
     missing, req_cover = [], []
@@ -188,9 +232,12 @@ def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame])
                                                        a.clean_correct & ~survived, a.clean_correct, None, True)
     counts = labels.value_counts()
     majority = float(counts.max() / len(labels)) if len(labels) else math.nan
+    if records is certificates:  # only certificates at this budget: no attack, no worst case of its own
+        attacks, worst, before = {}, clean.copy(), clean.copy()
     return ThreatAssessment(norm, eps, examples, Accuracy(int(clean.sum()), len(examples)),
                             Accuracy(int(worst.sum()), len(examples)), worst, attacks, missing, majority,
-                            Accuracy(int(before.sum()), len(examples)), sorted(records, key=lambda r: r.record_id))
+                            Accuracy(int(before.sum()), len(examples)), sorted(records, key=lambda r: r.record_id),
+                            _certificate(certificates, frames, examples))
 
 
 @dataclass(frozen=True)

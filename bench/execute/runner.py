@@ -16,6 +16,7 @@ import torch
 
 from bench import __version__
 from bench.core.specs import RECORD_SCHEMA_VERSION, config_to_dict, probe_id_of
+from bench.execute.certify import run_certificate
 from bench.execute.evaluate import run_attack
 from bench.plan.attacks import PreparedAttack
 from bench.plan.nodes import TrainNode
@@ -166,9 +167,12 @@ class Runner:
     def _attack(self, node, model, attack, attack_name, attack_config, budget, spec, x, y, seed, adaptive, forced):
         rid = spec.record_id
         started_at = _now()
-        outcome = run_attack(model, attack, x, y, budget, num_classes=self.dataset.num_classes, seed=seed,
-                             device=self.device, batch_size=self.attack_batch_size, quiet=self.quiet,
-                             desc=f"{attack_name} {budget} on {node.label}")
+        if attack.role == "certificate":  # a lower bound: certified examples, never adversarial ones
+            outcome = run_certificate(model, attack, x, y, budget, device=self.device, batch_size=self.attack_batch_size)
+        else:
+            outcome = run_attack(model, attack, x, y, budget, num_classes=self.dataset.num_classes, seed=seed,
+                                 device=self.device, batch_size=self.attack_batch_size, quiet=self.quiet,
+                                 desc=f"{attack_name} {budget} on {node.label}")
         record = NewRecord(
             RECORD_SCHEMA_VERSION, rid, spec.key, node.model_id, self.store.weights_sha256(node.model_id),
             {"name": node.defense, "label": node.label, "config": config_to_dict(node.config)},

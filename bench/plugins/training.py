@@ -33,8 +33,9 @@ class Optim:
     momentum: float = 0.9  # SGD only
     weight_decay: float = 0.0
     batch_size: int = 128
-    schedule: str = "constant"  # "multistep": x0.1 at 50% and 75% of training (Madry/TRADES style)
+    schedule: str = "constant"  # "multistep": x0.1 at each milestone (Madry/TRADES style: 50% and 75%)
     optimizer: str = "sgd"
+    milestones: tuple[float, ...] = (0.5, 0.75)  # "multistep": where the rate drops, as shares of training
 
     def __post_init__(self):
         from bench.core.errors import BenchInputError
@@ -62,7 +63,7 @@ def _lr_at(optim: Optim, progress: float) -> float:
     if optim.schedule == "cosine":
         return optim.lr * 0.5 * (1 + math.cos(math.pi * progress))
     if optim.schedule == "multistep":
-        return optim.lr * (0.1 ** ((progress >= 0.5) + (progress >= 0.75)))
+        return optim.lr * (0.1 ** sum(progress >= m for m in optim.milestones))
     return optim.lr
 
 

@@ -73,6 +73,8 @@ class Row:
     adapted: bool = False  # masking flagged, and every adaptive attack it calls for has run
     robust_before: Cell | None = None  # the worst case before the adaptive stage's records
     adaptive_attacks: list[str] = field(default_factory=list)  # attacks the adaptive stage added
+    certified: Cell | None = None  # the certified lower bound (certified ≤ true ≤ robust), when certifiers ran
+    not_certifiable: list[str] = field(default_factory=list)  # why the certifiers could not bound the model
 
     @property
     def ranked(self) -> bool:
@@ -170,7 +172,17 @@ def _row(label: str, members: list[ModelAssessment], threat: tuple[str, float]) 
                fired=fired, evaluated=evaluated, reasons=reasons, n_examples=threats[0].clean.n, adapted=adapted,
                robust_before=Cell.of([t.worst_before for t in threats]),
                adaptive_attacks=sorted({a.key for t in threats for a in t.attacks.values()
-                                        if any(r.adaptive for r in a.records)}))
+                                        if any(r.adaptive for r in a.records)}),
+               certified=_certified_cell(threats),
+               not_certifiable=sorted({why for t in threats if t.certificate for why in t.certificate.not_certifiable}))
+
+
+def _certified_cell(threats) -> Cell | None:
+    certificates = [t.certificate for t in threats]
+    if any(c is None for c in certificates):
+        return None
+    methods = sorted({m for c in certificates for m in c.methods})
+    return Cell.of([c.accuracy for c in certificates], ", ".join(methods))
 
 
 def _rank(rows: list[Row]) -> tuple[list[Row], list[Row]]:

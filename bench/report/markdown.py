@@ -15,6 +15,7 @@ from bench.assess.masking import RULE_SUMMARY
 
 DOCS = "docs/leaderboard.md"  # in the distill-bench repository
 MASKING_DOCS = "docs/masking.md"
+CERTIFIED_DOCS = "docs/certified.md"
 
 
 def pct(v: float) -> str:
@@ -48,6 +49,12 @@ def _defense_cell(row: Row, link: bool) -> str:
     return row.label
 
 
+def _certified_cell(row: Row) -> str:
+    if row.not_certifiable:
+        return "n/c"
+    return fmt_cell(row.certified) if row.certified is not None else "—"
+
+
 def _claimed_header(table: Table) -> str:
     attacks = {r.claimed.attack for r in table.rows if r.claimed is not None}
     return f"claimed ({attacks.pop()})" if len(attacks) == 1 else "claimed"
@@ -66,12 +73,15 @@ def table_markdown(table: Table, link: bool) -> list[str]:
     # n goes in the page header when every row shares it; otherwise each row shows its own
     sizes = {r.n_examples for r in table.rows}
     n_col = [["n"], "r", lambda r: [str(r.n_examples)]] if len(sizes) > 1 else [[], "", lambda r: []]
+    # the certified lower bound beside the empirical upper bound, where a certifier ran on some row
+    c_col = ([["certified"], "r", lambda r: [_certified_cell(r)]] if any(r.certified for r in table.rows)
+             else [[], "", lambda r: []])
     if table.ranked:
         rows = [[f"{r.rank}{' ≈' if r.tied_with_above else ''}", _defense_cell(r, link), *n_col[2](r), fmt_cell(r.clean),
-                 fmt_cell(r.robust), fmt_cell(r.autoattack), _claimed_cell(r.claimed, uniform), r.verdict_cell]
-                for r in table.ranked]
-        lines += md_table(["rank", "defense", *n_col[0], "clean", "robust (worst case)", "AutoAttack", claimed_header,
-                           "verdict"], "rl" + n_col[1] + "rrrrl", rows)
+                 *c_col[2](r), fmt_cell(r.robust), fmt_cell(r.autoattack), _claimed_cell(r.claimed, uniform),
+                 r.verdict_cell] for r in table.ranked]
+        lines += md_table(["rank", "defense", *n_col[0], "clean", *c_col[0], "robust (worst case)", "AutoAttack",
+                           claimed_header, "verdict"], "rl" + n_col[1] + "r" + c_col[1] + "rrrl", rows)
         if any(r.tied_with_above for r in table.ranked):
             lines += ["", "≈ statistically tied with the row above: their 95% intervals overlap."]
     else:
@@ -79,11 +89,15 @@ def table_markdown(table: Table, link: bool) -> list[str]:
     if table.unranked:
         lines += ["", f"**Not ranked** — robust accuracy is an upper bound (≤): the evaluation is incomplete, the "
                       "model is at chance, or its masking is not resolved.", ""]
-        rows = [[_defense_cell(r, link), *n_col[2](r), fmt_cell(r.clean), fmt_cell(r.robust, upper=True),
+        rows = [[_defense_cell(r, link), *n_col[2](r), fmt_cell(r.clean), *c_col[2](r), fmt_cell(r.robust, upper=True),
                  fmt_cell(r.autoattack), _claimed_cell(r.claimed, uniform), r.verdict_cell, "; ".join(r.reasons)]
                 for r in table.unranked]
-        lines += md_table(["defense", *n_col[0], "clean", "robust (worst case)", "AutoAttack", claimed_header, "verdict",
-                           "why not ranked"], "l" + n_col[1] + "rrrrll", rows)
+        lines += md_table(["defense", *n_col[0], "clean", *c_col[0], "robust (worst case)", "AutoAttack", claimed_header,
+                           "verdict", "why not ranked"], "l" + n_col[1] + "r" + c_col[1] + "rrrll", rows)
+    if c_col[0]:
+        lines += ["", f"certified: the share of examples no input in the ball can misclassify (a sound lower bound: "
+                      f"certified ≤ true ≤ robust; {CERTIFIED_DOCS}); n/c: the model has a part the bounds cannot "
+                      f"follow (its page says which); —: no certifier ran."]
     return lines
 
 
@@ -244,6 +258,12 @@ def model_markdown(m: ModelAssessment, label: str, *, commands: Sequence[str] = 
         status = "ranked" if not blockers else "not ranked: " + "; ".join(blockers)
         lines += [f"## {name}", "", f"On {t.clean.n} examples: clean {fmt_cell(Cell.of([t.clean]))}, robust (worst "
                   f"case over every record) {fmt_cell(Cell.of([t.worst]), upper=bool(blockers))}; {status}.", ""]
+        if t.certificate is not None:
+            c = t.certificate
+            said = (f"not certifiable: {'; '.join(c.not_certifiable)}" if c.not_certifiable else
+                    f"{fmt_cell(Cell.of([c.accuracy]))} ({', '.join(c.methods)}; records "
+                    + ", ".join(f"`{r.record_id}`" for r in c.records) + ")")
+            lines += [f"Certified (a sound lower bound, {CERTIFIED_DOCS}): {said}.", ""]
         rows = []
         for key, a in t.attacks.items():
             for r in a.records:

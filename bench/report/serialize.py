@@ -11,7 +11,7 @@ import math
 from bench.report.board import Board, Row, Table
 
 LEADERBOARD_SCHEMA = "distill-bench/leaderboard"
-LEADERBOARD_SCHEMA_VERSION = 1
+LEADERBOARD_SCHEMA_VERSION = 2  # 2: rows carry the certified lower bound
 
 
 def _clean(obj):
@@ -39,6 +39,7 @@ def _row(row: Row) -> dict:
         "verdict": row.verdict, "rules_fired": row.fired, "rules_evaluated": row.evaluated, "reasons": row.reasons,
         "adapted": row.adapted, "robust_before_adaptation": row.robust_before.to_json() if row.robust_before else None,
         "adaptive_attacks": row.adaptive_attacks,
+        "certified": row.certified.to_json() if row.certified else None, "not_certifiable": row.not_certifiable,
     }
 
 

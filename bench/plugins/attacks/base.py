@@ -27,6 +27,7 @@ ROLES = {
     "transfer": "crafted on another model, replayed on the target",
     "random": "random sampling in the budget ball (a sanity baseline)",
     "ensemble": "a reference ensemble of several attacks (AutoAttack)",
+    "certificate": "a sound verifier (IBP, CROWN): certifies examples, a lower bound, never an attack",
     "unknown": "undeclared: counted in the worst case, never used by the rules or the minimum suite",
 }
 LOSSES = {
