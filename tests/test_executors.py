@@ -120,3 +120,32 @@ def test_auto_attack_batch_size_fills_the_gpu_and_is_500_on_the_cpu(digits):
         pytest.skip("needs a CUDA device")
     size = auto_attack_batch_size("digits-cnn", digits, torch.device("cuda"))
     assert size >= 64 and size & (size - 1) == 0
+
+
+class ExitingAttack(Attack):
+    """A hostile or careless plugin that calls sys.exit(0) from inside its attack."""
+    name, norms, role = "evil-exit", frozenset({"linf"}), "black-box"
+
+    def run(self, model, x, y, *, budget, num_classes, generator):
+        raise SystemExit(0)
+
+
+def test_a_plugin_raising_system_exit_is_a_failed_node_not_a_silent_exit_0(tmp_path, monkeypatch, capsys):
+    ATTACKS.entries
+    monkeypatch.setitem(ATTACKS.entries, "evil-exit", Entry("evil-exit", ExitingAttack, "tests"))
+    code = bench(*RUN, "--attacks", "evil-exit,pgd", "--out", tmp_path / "runs", "--retries", "0")
+    err = capsys.readouterr().err
+    assert code == 1 and "failed after 1 attempt(s): attack evil-exit" in err and "SystemExit" in err
+    _, records = _contents(tmp_path / "runs")
+    assert sorted(r[1] for r in records.values()) == ["pgd", "pgd"]  # PGD still ran on both models
+
+
+def test_a_closed_pipe_ends_the_listing_quietly():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "list", "attacks"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before anything is written (as `| head -1` after one line)
+    err = proc.stderr.read()
+    assert proc.wait() == 0 and "BrokenPipeError" not in err and "Traceback" not in err, err

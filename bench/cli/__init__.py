@@ -5,6 +5,7 @@ Exit codes: 0 success; 2 bad input (one line naming the bad value and what is al
 """
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import warnings
@@ -29,7 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.formatwarning = lambda msg, cat, *a, **k: f"bench: warning: {msg}\n"
     try:
         check_arguments(args)
-        return VERBS[args.verb](args, log, command_line(argv))
+        code = VERBS[args.verb](args, log, command_line(argv))
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
+        return code
     except BenchInputError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
@@ -39,4 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted; finished models and records are kept, rerun to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `bench list defenses | head -1`: the reader left; end quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 

@@ -93,7 +93,9 @@ class LocalExecutor:
                     task.run(self.runner)
                 except (BenchInputError, KeyboardInterrupt):
                     raise
-                except Exception as exc:  # noqa: BLE001 - a node's failure is reported, the run goes on
+                # a plugin's SystemExit or GeneratorExit is its node's failure too: it must not end the
+                # run with exit 0 after one node (the other nodes never running)
+                except BaseException as exc:  # noqa: BLE001 - a node's failure is reported, the run goes on
                     error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
                     if attempt <= self.retries:
                         self.log(f"        {task.kind} {task.label} failed ({error}); retry {attempt}/{self.retries}")
@@ -156,7 +158,9 @@ def run_in_worker(ctx: WorkerContext, task: Task, *upstream) -> tuple[str, float
     t0 = time.perf_counter()
     try:
         task.run(runner)
-    except Exception as exc:  # noqa: BLE001
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - SystemExit from a plugin included
         raise TaskFailed(task.id, f"{type(exc).__name__}: {exc}".splitlines()[0][:300]) from None
     return task.id, time.perf_counter() - t0
 
