@@ -108,6 +108,7 @@ def test_factory_models_are_audited_and_rebuilt(tmp_path, plugins_on_path, capsy
     (["--model", "audit_models:not_a_module"], "returned str, not a torch.nn.Module"),
     (["--model", "no_such_package.models:net"], "cannot be imported (ModuleNotFoundError"),
     (["--model", "no-colon"], "is not package.module:factory"),
+    (["--model", "builtins:exit"], "the factory failed (SystemExit"),
     (["--model", "audit_models:tiny", "--weights", "{truncated}"], "the weights do not fit the module"),
 ])
 def test_bad_models_and_bad_input_exit_2_with_one_line(argv, message, tmp_path, plugins_on_path, capsys, digits):

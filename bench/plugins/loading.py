@@ -79,7 +79,9 @@ def load_factory(spec: str, weights: str | Path | None = None) -> nn.Module:
         raise BenchInputError(f"--model {spec!r} cannot be imported ({type(exc).__name__}: {exc})") from None
     try:
         model = factory()
-    except Exception as exc:  # noqa: BLE001
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - SystemExit too (`builtins:exit`): a failed factory, never exit 0
         raise BenchInputError(f"--model {spec!r}: the factory failed ({type(exc).__name__}: {exc})") from None
     if not isinstance(model, nn.Module):
         raise BenchInputError(f"--model {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
