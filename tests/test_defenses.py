@@ -17,7 +17,8 @@ from bench.core.specs import Budget
 from conftest import CPU, DIGITS_BUDGET, train
 
 ROOT = Path(__file__).resolve().parents[1]
-ALL = ["vanilla", "defensive-distillation", "ta-chain", "multi-step", "adversarial-training", "trades", "ard", "ltd"]
+ALL = ["vanilla", "defensive-distillation", "ta-chain", "multi-step", "adversarial-training", "trades", "ard", "ltd",
+       "certified-training"]
 
 
 def test_every_defense_is_registered_with_documented_defaults():
@@ -112,8 +113,8 @@ def test_all_defenses_share_upstream_nodes():
             nodes[node.model_id] = node
     # vanilla, vanilla@T=100 (teacher of DD, of the chain's first link, of multi-step via DD), DD,
     # multi-step steps 2 and 3, ta-chain's assistant and student, adversarial-training (ARD's
-    # teacher), trades (LTD's teacher), ard, ltd
-    assert len(nodes) == 11
+    # teacher), trades (LTD's teacher), ard, ltd, certified-training (no upstream)
+    assert len(nodes) == 12
     by_name = {r.defense: r for r in roots}
     dd_teacher = by_name["defensive-distillation"].upstream["teacher"].model_id
     chain_first = by_name["ta-chain"].upstream["teacher"].upstream["teacher"].model_id
@@ -145,8 +146,8 @@ def test_run_all_trains_each_node_once(tmp_path, capsys):
     assert main(argv) == 0
     captured = capsys.readouterr()
     trained = [line.split()[-1] for line in captured.err.splitlines() if line.startswith("train ")]
-    assert len(trained) == len(set(trained)) == 11
-    assert len(list((tmp_path / "models").iterdir())) == 11
+    assert len(trained) == len(set(trained)) == 12  # the 11 nodes of the distillation and robust family + certified training
+    assert len(list((tmp_path / "models").iterdir())) == 12
     for name in ALL:
         assert name in captured.out
 
