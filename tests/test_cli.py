@@ -136,6 +136,14 @@ def test_train_then_eval_by_model_id(finished_run, capsys):
     (["eval", "--model-id", "deadbeefdeadbeef", "--arch", "digits-cnn"], "--arch cannot be combined with --model-id"),
     (["run", "--defense", "vanilla", "--force", ",", "--dataset", "digits"], "--force ',' names nothing"),
     (["run", "--defense", "vanilla", "--device", "cuda:0"], None),
+    (["run", "--defense", "vanilla", "--device", "cpu:7"], "torch has one CPU device"),
+    (["run", "--defense", "vanilla", "--arch", ""], "--arch '' names no architecture"),
+    (["run", "--defense", "vanilla", "--epochs", "٣"], "is not an integer"),
+    (["run", "--defense", "vanilla", "--seed", "1_000"], "is not an integer"),
+    (["run", "--defense", "defensive-distillation", "--set", "temperature=20_0"], "is not a valid finite float"),
+    (["run", "--defense", "defensive-distillation", "--set", "temperature=２０"], "is not a valid finite float"),
+    (["leaderboard", "--dataset", "foo"], "unknown dataset 'foo'"),
+    (["leaderboard", "--dataset", ""], "unknown dataset ''"),
 ])
 def test_bad_input_exits_2_with_one_clear_line(argv, message, tmp_path, capsys):
     import torch

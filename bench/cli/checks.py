@@ -6,10 +6,13 @@ from pathlib import Path
 
 from bench.core.errors import BenchInputError
 from bench.core.paths import check_file_target, check_folder, check_path_text
+from bench.plugins.datasets import dataset_info
 
 
 def check_arguments(args) -> None:
     """Every check that needs no data or model, before any work starts."""
+    if args.verb == "leaderboard" and args.dataset is not None:
+        dataset_info(args.dataset)  # `--dataset foo` or '': one line with the list, not an empty board
     if args.verb == "leaderboard" and args.action != "publish" and (args.check or args.replace):
         raise BenchInputError("--check and --replace apply to `bench leaderboard publish` only")
     if args.verb == "eval" and args.model_id:

@@ -8,9 +8,17 @@ import argparse
 EPILOG = "Docs: README.md. Exit codes: 0 ok, 1 harness/attack failure, 2 bad input."
 
 
+def _ascii_int(text: str) -> int:
+    """An integer as a user types it: ASCII decimal digits only (Python's int() also reads '٣' and
+    '1_000', which are typos here, not numbers)."""
+    if not (text.isascii() and text.strip().lstrip("+-").isdigit()):
+        raise ValueError(text)
+    return int(text)
+
+
 def _positive_int(text: str) -> int:
     try:
-        value = int(text)
+        value = _ascii_int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value <= 0:
@@ -24,7 +32,7 @@ MAX_EPOCHS = 100_000
 
 def _seed(text: str) -> int:
     try:
-        value = int(text)
+        value = _ascii_int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if not 0 <= value <= MAX_SEED:
@@ -45,7 +53,7 @@ def _batch_size(text: str) -> int | str:
 
 def _retries(text: str) -> int:
     try:
-        value = int(text)
+        value = _ascii_int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if not 0 <= value <= 10:

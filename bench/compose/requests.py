@@ -63,6 +63,9 @@ class Session:
 
     def __post_init__(self):
         dataset_info(self.dataset)  # an unknown dataset fails here, with the list
+        if self.arch is not None and not self.arch.strip():
+            raise BenchInputError("--arch '' names no architecture; omit it for the dataset's default "
+                                  "(`bench list archs`)")
         if self.executor not in EXECUTORS:
             raise BenchInputError(f"unknown executor {self.executor!r}; allowed: {', '.join(EXECUTORS)}")
         if self.ray_address is not None and self.executor != "ray":

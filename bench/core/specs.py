@@ -141,6 +141,8 @@ def parse_value(text: str, annotation: Any, field_name: str) -> Any:
     if optional and text.lower() in ("none", "auto"):
         return None
     try:
+        if kind in (int, float) and (not text.isascii() or "_" in text):
+            raise ValueError  # '20_0' or '٢٠' would parse as 200 or 20: a typo, not a number
         if kind is bool:
             low = text.lower()
             if low not in ("true", "false", "1", "0", "yes", "no"):

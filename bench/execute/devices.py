@@ -20,6 +20,10 @@ def resolve_device(name: str):
         raise BenchInputError(f"device {name!r} requested but CUDA is not available here; use --device cpu or auto")
     if device.type not in ("cpu", "cuda"):
         raise BenchInputError(f"unsupported device {name!r}; allowed: auto, cpu, cuda, cuda:N")
+    if device.type == "cpu" and device.index not in (None, 0):
+        raise BenchInputError(f"device {name!r}: torch has one CPU device; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise BenchInputError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 
