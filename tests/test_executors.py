@@ -122,6 +122,19 @@ def test_auto_attack_batch_size_fills_the_gpu_and_is_500_on_the_cpu(digits):
     assert size >= 64 and size & (size - 1) == 0
 
 
+def test_a_failed_node_never_leaves_another_models_adaptive_stage_unrun(tmp_path, flaky, capsys):
+    """flaky fails on every model; defensive distillation is still flagged and still gets its adaptive
+    attacks (before, one failed node skipped the adaptive stage of every model of the run)."""
+    flaky.fails = 10**6
+    argv = [a for a in RUN if a != "--no-adaptive"]
+    code = bench(*argv, "--attacks", "pgd,flaky", "--out", tmp_path / "runs", "--retries", "0")
+    err = capsys.readouterr().err
+    assert code == 1 and "failed after 1 attempt(s): attack flaky" in err
+    adaptive = [r for r in Store(tmp_path / "runs").records() if r.get("adaptive")]
+    assert adaptive, "no adaptive record: the failure stopped every model's adaptive stage"
+    assert all(r["spec"]["attack"]["name"] != "flaky" for r in adaptive)
+
+
 class ExitingAttack(Attack):
     """A hostile or careless plugin that calls sys.exit(0) from inside its attack."""
     name, norms, role = "evil-exit", frozenset({"linf"}), "black-box"

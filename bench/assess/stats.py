@@ -100,3 +100,66 @@ def rate_exceeds(count: int, n: int, rate: float) -> float:
 def rate_below(count: int, n: int, rate: float) -> float:
     """One-sided exact p-value that a share `count / n` comes from a rate below `rate`."""
     return float(binom.cdf(count, n, rate)) if n else 1.0
+
+
+def mcnemar_exact(a_correct, b_correct) -> tuple[int, int, float]:
+    """Two-sided exact McNemar test on aligned boolean arrays: (a-only, b-only, p). The p-value is
+    twice the smaller binomial tail of the discordant pairs, capped at 1."""
+    a = np.asarray(a_correct, dtype=bool)
+    b = np.asarray(b_correct, dtype=bool)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    k = only_a + only_b
+    if k == 0:
+        return only_a, only_b, 1.0
+    return only_a, only_b, float(min(1.0, 2 * binom.cdf(min(only_a, only_b), k, 0.5)))
+
+
+def holm(p_values: list[float], alpha: float = ALPHA) -> list[bool]:
+    """Holm's step-down correction: which hypotheses are rejected at family-wise level α."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    rejected = [False] * len(p_values)
+    m = len(p_values)
+    for step, i in enumerate(order):
+        if p_values[i] > alpha / (m - step):
+            break
+        rejected[i] = True
+    return rejected
+
+
+def letter_groups(order: list, separated: set[frozenset]) -> dict:
+    """A compact letter display (Piepho 2004, insert-and-absorb): every item gets letters such that
+    two items share a letter exactly when the test could not separate them — separated items never
+    share one, and no pair that could not be separated is left without a common letter. `order`
+    fixes the letters' order (the first item gets "a")."""
+    groups: list[set] = [set(order)]
+    for pair in separated:
+        i, j = tuple(pair)
+        next_groups = []
+        for g in groups:
+            if i in g and j in g:
+                next_groups += [g - {i}, g - {j}]
+            else:
+                next_groups.append(g)
+        # absorb: drop empty groups and groups inside another
+        unique = []
+        for g in sorted(next_groups, key=len, reverse=True):
+            if g and not any(g <= h for h in unique):
+                unique.append(g)
+        groups = unique
+    position = {item: k for k, item in enumerate(order)}
+    groups.sort(key=lambda g: sorted(position[x] for x in g))
+    letters = {item: "" for item in order}
+    for k, g in enumerate(groups):
+        letter = _letter(k)
+        for item in sorted(g, key=position.get):
+            letters[item] += letter
+    return letters
+
+
+def _letter(k: int) -> str:
+    out = ""
+    k += 1
+    while k:
+        k, r = divmod(k - 1, 26)
+        out = chr(ord("a") + r) + out
+    return out

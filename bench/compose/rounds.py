@@ -24,14 +24,22 @@ def execute(plan: EvalPlan | None, runner, nodes, tasks: Sequence[Task], executo
         if not local:
             runner.store.refresh_index()
 
+    def local_to_failures(batch):
+        """A failure stays local: tasks that failed, or need something that failed, are left out;
+        every other model's declared and adaptive rounds still run (the exit code says what failed)."""
+        broken = set(report.failed) | set(report.skipped)
+        return [t for t in batch if t.id not in broken and not set(t.deps) & broken]
+
     report = run(tasks)
-    if plan is not None and plan.adaptive and not report.failed:
-        report.merge(run(declared_round(plan, runner, nodes)))
-        model_ids = {node.model_id for node in nodes}
+    if plan is not None and plan.adaptive:
+        broken = set(report.failed) | set(report.skipped)
+        healthy = [node for node in nodes if node.model_id not in broken]
+        report.merge(run(local_to_failures(declared_round(plan, runner, healthy))))
+        model_ids = {node.model_id for node in healthy}
         for _ in range(ADAPTIVE_ROUNDS):
             sync()
             assessments = assess(ResultSet.from_store(runner.store, plan.dataset), model_ids)
-            batch = [t for t in adaptive_round(plan, runner, assessments, nodes) if t.id not in report.failed]
+            batch = local_to_failures(adaptive_round(plan, runner, assessments, healthy))
             if not batch:
                 break
             report.merge(run(batch))

@@ -129,6 +129,7 @@ class Runner:
                                     for role, up in node.upstream.items()},
                 "provenance": self._provenance(wall, started_at),
                 "created_at": started_at,
+                "training_curves": [curve.to_json() for curve in ctx.curves],
             })
             self.trained.append(mid)
             self.log(f"        trained in {wall:.1f}s")

@@ -15,7 +15,7 @@ import torch
 
 from bench.core.errors import BenchInputError
 from bench.core.specs import ModelSpec, apply_overrides, config_to_dict
-from bench.plugins.archs import arch_info
+from bench.plugins.archs import arch_info, larger_arch
 from bench.plugins.registry import DEFENSES, code_fingerprint
 
 MAX_REQUIREMENT_DEPTH = 32  # deeper `requires` chains are a cycle, not a design
@@ -87,7 +87,8 @@ def plan_model(defense: str, overrides: Mapping[str, Any], *, arch: str, dataset
     arch_info(arch)  # an unknown architecture fails here, before anything trains
     upstream = {}
     for req in instance.requires(cfg):
-        upstream[req.role] = plan_model(req.defense, dict(req.config), arch=req.arch or arch, dataset=dataset,
+        req_arch = req.arch or (larger_arch(arch) if req.larger else arch)
+        upstream[req.role] = plan_model(req.defense, dict(req.config), arch=req_arch, dataset=dataset,
                                         seed=seed, epochs=epochs, _depth=_depth + 1)
     return TrainNode(defense, cfg, arch, dataset, seed, upstream)
 

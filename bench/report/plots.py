@@ -81,3 +81,32 @@ def temperature_png(key: tuple, frame: pd.DataFrame) -> bytes:
     return _png(fig)
 
 
+
+
+def training_curve_png(label: str, curves) -> bytes:
+    """Validation clean and robust accuracy and the training loss per epoch, one panel per fit."""
+    import matplotlib.pyplot as plt  # noqa: F401 - backend set by _figure
+
+    fig, ax = _figure((7, 4))
+    loss_ax = ax.twinx()
+    for i, curve in enumerate(curves):
+        epochs = curve.get("epochs") or []
+        tag = f" (fit {i + 1})" if len(curves) > 1 else ""
+        xs = [e["epoch"] for e in epochs]
+        ax.plot(xs, [100 * e["val_clean_acc"] for e in epochs], "-", label=f"validation clean{tag}")
+        robust = [(e["epoch"], 100 * e["val_robust_acc"]) for e in epochs if e.get("val_robust_acc") is not None]
+        if robust:
+            ax.plot(*zip(*robust), "-o", markersize=3, label=f"validation robust{tag}")
+        loss_ax.plot(xs, [e["train_loss"] for e in epochs], ":", color="grey", label=f"train loss{tag}")
+        if curve.get("selected_epoch"):
+            ax.axvline(curve["selected_epoch"], color="black", alpha=0.3, linewidth=1)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy on the validation split (%)")
+    loss_ax.set_ylabel("training loss")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{label} · training curve (vertical line: the epoch returned)", fontsize=9)
+    handles = ax.get_legend_handles_labels()
+    more = loss_ax.get_legend_handles_labels()
+    ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, loc="center right")
+    return _png(fig)

@@ -27,7 +27,7 @@ from bench.core.errors import BenchInputError
 from bench.store.records import Record, ResultSet, valid_id
 from bench.report.serialize import board_json_text
 from bench.report.markdown import md_table, model_markdown, page_markdown, pct, security_curves
-from bench.report.plots import gradient_histogram_png, security_curve_png, temperature_png
+from bench.report.plots import gradient_histogram_png, security_curve_png, temperature_png, training_curve_png
 from bench.core.files import write_atomic
 from bench.store.artifacts import Store
 
@@ -119,9 +119,13 @@ def build_pages(store: Store, dataset: str | None = None) -> dict[str, bytes]:
         if m.probes is not None and m.probes.grad_l1_per_example:
             histogram = f"{model_id}-gradients.png"
             pages[f"models/{histogram}"] = gradient_histogram_png(m.probes.grad_l1_per_example, board.labels[model_id])
+        curve_png = None
+        if any(c.get("epochs") for c in m.info.training_curves):
+            curve_png = f"{model_id}-training.png"
+            pages[f"models/{curve_png}"] = training_curve_png(board.labels[model_id], m.info.training_curves)
         pages[f"models/{model_id}.md"] = model_markdown(m, board.labels[model_id],
                                                         commands=_commands(by_model[model_id]),
-                                                        histogram=histogram).encode()
+                                                        histogram=histogram, curve_png=curve_png).encode()
     pages["leaderboard.json"] = board_json_text(board).encode()
     pages["README.md"] = ("\n".join(index) + "\n").encode()
     for rel in pages:  # every name comes from validated ids and fixed words; check anyway

@@ -9,9 +9,10 @@ import json
 import math
 
 from bench.report.board import Board, Row, Table
+from bench.report.cards import card_of
 
 LEADERBOARD_SCHEMA = "distill-bench/leaderboard"
-LEADERBOARD_SCHEMA_VERSION = 2  # 2: rows carry the certified lower bound
+LEADERBOARD_SCHEMA_VERSION = 3  # 2: rows carry the certified lower bound; 3: models carry card, training_curves
 
 
 def _clean(obj):
@@ -29,7 +30,10 @@ def _clean(obj):
 
 def _row(row: Row) -> dict:
     return {
-        "rank": row.rank, "tied_with_above": row.tied_with_above, "ranked": row.ranked, "label": row.label,
+        "rank": row.rank, "tied_with_above": row.tied_with_above, "group": row.group, "ranked": row.ranked,
+        "label": row.label,
+        "comparisons": [{"with": other, "only_this": a, "only_other": b, "p": float(f"{p:.3g}"), "separated": sep}
+                        for other, a, b, p, sep in row.comparisons],
         "defense": row.defense, "arch": row.arch, "model_ids": row.model_ids, "seeds": row.seeds,
         "config_changes": row.changes, "n": row.n_examples, "clean": row.clean.to_json(),
         "robust": row.robust.to_json(), "robust_is_upper_bound": not row.ranked,
@@ -61,6 +65,8 @@ def board_json(board: Board) -> dict:
             "reference_model_id": m.reference.model_id if m.reference else None,
             "probes": None if p is None else {k: v for k, v in p.raw.items() if k not in ("ce_grad_l1_per_example", "integrity")},
             "records": sorted(r.record_id for t in m.threats.values() for a in t.attacks.values() for r in a.records),
+            "card": card.to_json() if (card := card_of(m.info.defense)) is not None else None,
+            "training_curves": [dict(c) for c in m.info.training_curves],
         }
     return _clean({
         "schema": LEADERBOARD_SCHEMA, "schema_version": LEADERBOARD_SCHEMA_VERSION,
@@ -74,7 +80,7 @@ def board_json_text(board: Board) -> str:
     return json.dumps(board_json(board), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
-CSV_COLUMNS = ["dataset", "norm", "eps", "rank", "tied_with_above", "label", "defense", "arch", "model_ids", "seeds",
+CSV_COLUMNS = ["dataset", "norm", "eps", "rank", "group", "tied_with_above", "label", "defense", "arch", "model_ids", "seeds",
                "n", "clean", "clean_low", "clean_high", "robust", "robust_low", "robust_high", "robust_is_upper_bound",
                "autoattack", "autoattack_low", "autoattack_high", "claimed", "claimed_low", "claimed_high",
                "claimed_attack", "verdict", "reasons"]
@@ -94,7 +100,7 @@ def board_csv(board: Board) -> str:
                 aa = row.autoattack
                 cl = row.claimed
                 writer.writerow([
-                    table.dataset, table.norm, f"{table.eps:g}", row.rank or "", int(row.tied_with_above), row.label,
+                    table.dataset, table.norm, f"{table.eps:g}", row.rank or "", row.group, int(row.tied_with_above), row.label,
                     row.defense, row.arch, " ".join(row.model_ids), " ".join(map(str, row.seeds)), row.n_examples,
                     *cells[:3], *cells[3:], int(not row.ranked),
                     *(["", "", ""] if aa is None else [r6(aa.value), r6(aa.low), r6(aa.high)]),

@@ -220,11 +220,15 @@ class ModelInfo:
     dataset: str
     seed: int
     upstream: Mapping[str, str]  # role -> model_id
+    # per fit: the validation curve the training loop measured (bench/plugins/training.py), from spec.json
+    training_curves: tuple = field(default=(), compare=False)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> "ModelInfo":
+        curves = spec.get("training_curves", ())
         return cls(check_id(spec["model_id"], "model id"), spec["defense"], dict(spec.get("config", {})), spec["arch"], spec["dataset"],
-                   int(spec["seed"]), dict(spec.get("upstream", {})))
+                   int(spec["seed"]), dict(spec.get("upstream", {})),
+                   tuple(c for c in curves if isinstance(c, Mapping)) if isinstance(curves, list) else ())
 
     @classmethod
     def from_record(cls, rec: Record) -> "ModelInfo":
