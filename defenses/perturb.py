@@ -99,13 +99,15 @@ class BudgetConfig:
     eps_warmup: the share of training over which ε (and the PGD step, in proportion) grows
     linearly from ~0 to its value; early_stopping: return the epoch of highest validation robust
     accuracy measured with APGD-CE + APGD-T (bench/plugins/validation.py; Rice et al. 2020), chosen
-    among the epochs after the warm-up."""
+    among the epochs after the warm-up; val_every: measure it every that many epochs (0: about 20
+    times per training, bench/plugins/training.py auto_every)."""
 
     eps: float | None = None
     pgd_steps: int | None = None
     pgd_step_size: float | None = None
     eps_warmup: float = 0.2
     early_stopping: bool = True
+    val_every: int = 0
 
     def __post_init__(self):
         from defenses.base import positive, unit_interval
@@ -114,6 +116,10 @@ class BudgetConfig:
             if getattr(self, name) is not None:
                 positive(getattr(self, name), name)
         unit_interval(self.eps_warmup, "eps_warmup")
+        if self.val_every < 0:
+            from bench.core.errors import BenchInputError
+
+            raise BenchInputError(f"val_every must be 0 (auto) or a positive number of epochs, got {self.val_every!r}")
         parent = getattr(super(), "__post_init__", None)
         if parent:
             parent()
@@ -144,4 +150,4 @@ def robust_schedule(cfg, ctx, pgd: LinfPGD) -> tuple[EpsRamp, dict]:
     ramp_epochs = math.ceil(cfg.eps_warmup * cfg.epochs)
     ramp = EpsRamp(pgd, ramp_epochs * steps_per_epoch)
     return ramp, {"robust": ("linf", pgd.eps), "early_stopping": cfg.early_stopping,
-                  "select_from": min(cfg.epochs, ramp_epochs + 1)}
+                  "select_from": min(cfg.epochs, ramp_epochs + 1), "val_every": cfg.val_every}

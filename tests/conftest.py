@@ -56,6 +56,9 @@ def mnist_vanilla(mnist5k):
 
 # A CPU-sized L∞ budget for the robust defenses on 8x8 digits: ε 0.2, 10 PGD steps of 0.05.
 DIGITS_BUDGET = dict(eps=0.2, pgd_steps=10, pgd_step_size=0.05)
+# validation robust accuracy every 5 epochs in the session's robust models (the default, about 20
+# times per training, is the cost of a real run; these fixtures serve other tests)
+ROBUST_FIXTURE = dict(DIGITS_BUDGET, val_every=5)
 
 
 @pytest.fixture(scope="session")
@@ -66,8 +69,8 @@ def robust_digits_models(digits):
     from defenses.ltd import LowTemperatureDistillation
     from defenses.trades import Trades
 
-    at = train(AdversarialTraining, digits, "digits-cnn", epochs=15, **DIGITS_BUDGET)
-    trades = train(Trades, digits, "digits-cnn", epochs=15, **DIGITS_BUDGET)
-    ard = train(AdversariallyRobustDistillation, digits, "digits-cnn", {"teacher": at}, epochs=15, **DIGITS_BUDGET)
-    ltd = train(LowTemperatureDistillation, digits, "digits-cnn", {"teacher": trades}, epochs=15, **DIGITS_BUDGET)
+    at = train(AdversarialTraining, digits, "digits-cnn", epochs=15, **ROBUST_FIXTURE)
+    trades = train(Trades, digits, "digits-cnn", epochs=15, **ROBUST_FIXTURE)
+    ard = train(AdversariallyRobustDistillation, digits, "digits-cnn", {"teacher": at}, epochs=15, **ROBUST_FIXTURE)
+    ltd = train(LowTemperatureDistillation, digits, "digits-cnn", {"teacher": trades}, epochs=15, **ROBUST_FIXTURE)
     return {"adversarial-training": at, "trades": trades, "ard": ard, "ltd": ltd}

@@ -87,7 +87,17 @@ class ModelAssessment(ModelEvidence):
             if todo:
                 why.append("adaptive attacks not run: " + ", ".join(p.label for p in todo))
             reasons.append(f"masking suspected ({', '.join(fired)}), not resolved: {'; '.join(why)}")
+        weak = self.weak_at(threat)
+        todo = remedies.missing(weak, t.norm, t.records, self.has_teacher)
+        if todo:
+            reasons.append(f"an attack of the suite is weak on this model ({', '.join(weak)}, docs/masking.md): "
+                           f"stronger attacks not run: {', '.join(p.label for p in todo)}")
         return reasons
+
+    def weak_at(self, threat: tuple[str, float]) -> list[str]:
+        """The attack-strength findings (W1, W2) that fired at this budget."""
+        name = f"{threat[0]} {threat[1]:g}"
+        return [f.rule for f in self.diagnosis.strength if f.fired and name in f.evidence]
 
     def adapted(self, threat: tuple[str, float]) -> bool:
         """Every adaptive attack the fired rules call for has run at this budget (docs/masking.md)."""

@@ -62,6 +62,16 @@ def verdict_cell(fired: list[str], evaluated: list[str], adapted: bool = False) 
 @dataclass
 class Diagnosis:
     findings: list[Finding]
+    strength: list[Finding] = None  # attack-strength findings W1, W2 (bench/assess/strength.py): not masking
+
+    def __post_init__(self):
+        if self.strength is None:
+            self.strength = []
+
+    @property
+    def weak(self) -> list[str]:
+        """Attack-strength findings that fired (they prescribe stronger attacks; the verdict stays)."""
+        return [f.rule for f in self.strength if f.fired]
 
     @property
     def fired(self) -> list[str]:
@@ -87,4 +97,6 @@ class Diagnosis:
 
 
 def diagnose(m: ModelEvidence) -> Diagnosis:
-    return Diagnosis([rule(m) for rule in RULES])
+    from bench.assess.strength import STRENGTH_RULES
+
+    return Diagnosis([rule(m) for rule in RULES], [rule(m) for rule in STRENGTH_RULES])

@@ -20,6 +20,8 @@ Families (rule → attacks):
   teacher's temperature (Carlini & Wagner 2016);
 - input gradients unavailable or not finite (R10): BPDA through the architecture's declared
   approximation of its input transform (or the identity), plus the two above;
+- an attack of the suite weak on this model, or AutoAttack warning (W1, W2; not masking): APGD-T,
+  APGD-CE with 5 restarts, PGD on the margin loss with 5 restarts (and for W2 Square with 3 restarts);
 - a randomized model (R9): expectation over transformation (Athalye et al. 2018): PGD on the margin
   loss with gradients averaged over 20 draws, APGD-CE with 20 EOT iterations, AutoAttack's `rand`
   version.
@@ -65,7 +67,14 @@ RANDOMIZED = (
     Prescription("apgd", {"component": "apgd-ce", "eot_iter": 20}),
     Prescription("autoattack", {"version": "rand"}),
 )
+# attack-strength findings (bench/assess/strength.py): stronger white-box attacks on this model
+STRONGER_WHITE_BOX = (
+    Prescription("apgd", {"component": "apgd-t"}),
+    Prescription("apgd", {"component": "apgd-ce", "restarts": 5}),
+    Prescription("pgd-margin", {"restarts": 5}),
+)
 FAMILIES: dict[str, tuple[Prescription, ...]] = {
+    "W1": STRONGER_WHITE_BOX, "W2": STRONGER_WHITE_BOX + (Prescription("square", {"restarts": 3}),),
     "R1": SATURATION, "R6": SATURATION, "R7": SATURATION, "R8": SATURATION,
     "R2": SHATTERED, "R3": SHATTERED, "R4": SHATTERED, "R5": SHATTERED, "R10": UNAVAILABLE,
     "R9": RANDOMIZED,

@@ -66,8 +66,13 @@ def model_code(defense: str, arch: str) -> dict:
     """The code a model depends on: the defense plugin's and the architecture's fingerprints and the
     version of torch (part of the model id: bench.plugins.registry.code_fingerprint)."""
     info = arch_info(arch)
+    from bench.plugins import training, validation
+
     return {"defense": DEFENSES.get(defense).fingerprint,
             "arch": code_fingerprint(info.build, getattr(info, "source", "built-in")),
+            # the training loop, its validation attack and early stopping change the weights too
+            "training": code_fingerprint(training.fit, "built-in") | {"validation": code_fingerprint(
+                validation.ValidationAttack, "built-in")["modules"]},
             "libraries": {"torch": torch.__version__.split("+")[0]}}
 
 

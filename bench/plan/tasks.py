@@ -219,13 +219,15 @@ def adaptive_round(plan: EvalPlan, runner, assessments: Mapping[str, ModelAssess
     by_id = {node.model_id: node for node in nodes}
     tasks: list[Task] = []
     for model_id, m in sorted(assessments.items()):
-        if model_id not in by_id or not m.diagnosis.suspected:
+        if model_id not in by_id:
             continue
         for threat in plan.threats():
             t = m.threats.get(threat)
             if t is None:
                 continue
-            for p in remedies.missing(m.diagnosis.fired, threat[0], t.records, m.has_teacher):
+            # masking rules (the model's verdict) and attack-strength findings at this budget
+            calls = (m.diagnosis.fired if m.diagnosis.suspected else []) + m.weak_at(threat)
+            for p in remedies.missing(calls, threat[0], t.records, m.has_teacher):
                 tasks += attack_task(runner, by_id[model_id], p.attack, dict(p.config), Budget(*threat),
-                                     plan.n_eval, plan.seed, m.diagnosis.fired)
+                                     plan.n_eval, plan.seed, calls)
     return _unique(tasks)

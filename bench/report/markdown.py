@@ -255,6 +255,14 @@ def model_markdown(m: ModelAssessment, label: str, *, commands: Sequence[str] = 
         fired = "yes" if f.fired else ("no" if f.evaluated else "not evaluated")
         rows.append([f.rule, f.title, fired, f.threshold, _evidence_text(f.evidence) if f.evidence else "", f.source])
     lines += md_table(["rule", "finding", "fired", "threshold", "evidence", "source"], "llllll", rows) + [""]
+    strength = [f for f in d.strength if f.evaluated]
+    if strength:
+        lines += ["## Attack strength on this model", "",
+                  "Not masking: evidence that an attack of the suite is weak on this model; each finding that fires "
+                  f"prescribes stronger attacks, run by the adaptive stage ({MASKING_DOCS}).", ""]
+        lines += md_table(["finding", "what", "fired", "threshold", "evidence", "source"], "llllll",
+                          [[f.rule, f.title, "yes" if f.fired else "no", f.threshold,
+                            _evidence_text(f.evidence) if f.evidence else "", f.source] for f in strength]) + [""]
     if m.reference is not None:
         lines += [f"Undefended reference (rule R7): `{m.reference.model_id}` (vanilla, same dataset, architecture, "
                   "seed and epochs).", ""]

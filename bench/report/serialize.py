@@ -62,6 +62,9 @@ def board_json(board: Board) -> dict:
             "findings": [{"rule": f.rule, "title": f.title, "fired": f.fired, "evaluated": f.evaluated,
                           "threshold": f.threshold, "source": f.source, "evidence": f.evidence}
                          for f in m.diagnosis.findings],
+            "strength": [{"rule": f.rule, "title": f.title, "fired": f.fired, "evaluated": f.evaluated,
+                          "threshold": f.threshold, "source": f.source, "evidence": f.evidence}
+                         for f in m.diagnosis.strength],
             "reference_model_id": m.reference.model_id if m.reference else None,
             "probes": None if p is None else {k: v for k, v in p.raw.items() if k not in ("ce_grad_l1_per_example", "integrity")},
             "records": sorted(r.record_id for t in m.threats.values() for a in t.attacks.values() for r in a.records),

@@ -1,0 +1,88 @@
+"""Attack-strength findings (docs/masking.md, "Attack strength"): evidence that an attack of the
+suite is weak *on this model*, distinct from gradient masking. The verdict does not change; the
+finding prescribes stronger attacks, which the adaptive stage runs, and the row is ranked only once
+they have run at that budget.
+
+- W1, a white-box attack is weak: per iterative white-box attack, a score-based black-box attack
+  (Square; AutoAttack's own Square counts through the components that broke each example) breaks
+  examples it left robust — more than 0.2 points on the same examples, exact one-sided McNemar
+  p < 0.05. R2 asks only whether black-box attacks beat the *strongest* white-box attack; W1 asks
+  it of each one, since a weak PGD is what a paper reports (on the published board Square beat
+  40-step margin PGD by 13.5–21 points on the robust rows).
+- W2, AutoAttack warned: AutoAttack's own sanity checks, read from its records' notes — Square
+  decreased the robust accuracy of the gradient components ("the robustness evaluation using
+  AutoAttack is unreliable"), a randomized defense, zero gradients, probabilities for logits.
+  AutoAttack prints these and goes on; here each is a finding with its remedy.
+"""
+from __future__ import annotations
+
+from bench.assess.evidence import ModelEvidence
+from bench.assess.rules import Finding, _aligned, _compare, _finding, _threat_name, is_iterative_gradient
+from bench.assess.stats import paired_gap
+
+# AutoAttack's check messages (pyautoattack/checks.py) → what they mean here
+AUTOATTACK_WARNINGS = {
+    "Square Attack has decreased the robust accuracy": "Square beat AutoAttack's white-box components",
+    "randomized defense": "the model looks randomized",
+    "zero gradient": "points with zero gradient",
+    "probability distribution": "the outputs look like probabilities, not logits",
+    "dynamic defense": "the model looks dynamic",
+}
+
+
+def rule_white_box_weak(m: ModelEvidence) -> Finding:
+    make = _finding("W1", "a white-box attack is weak on this model",
+                    "a black-box attack breaks > 0.2 points more on the same examples than this white-box attack, "
+                    "McNemar p < 0.05",
+                    "Croce & Hein 2020 (check_square_sr); Pintor et al. 2022; Carlini et al. 2019 §5")
+    hits, seen = {}, False
+    for t in m.threats.values():
+        if t.norm == "l0":
+            continue
+        black = t.strongest(lambda a: a.info.role == "black-box")
+        square_only = None
+        for a in t.attacks.values():  # AutoAttack's Square, where the record says what broke each example
+            if a.info.role == "ensemble" and a.broken_by is not None:
+                by = a.broken_by.reindex(a.survived.index, fill_value="")
+                square_only = ~by.str.startswith("square") if square_only is None else square_only
+        whites = [a for a in t.attacks.values() if is_iterative_gradient(a)]
+        if not whites or (black is None and square_only is None):
+            continue
+        seen = True
+        weak = {}
+        for white in whites:
+            if black is not None:
+                gap = _compare(white, black, 0.002)
+                if gap.exceeds(0.002):
+                    weak[white.key] = {"white": round(white.accuracy.value, 4), black.key: round(black.accuracy.value, 4),
+                                       "paired": gap.to_json()}
+                    continue
+            if square_only is not None:
+                # survived the white-box attack, broken by AutoAttack's Square (only its Square reached them)
+                w, s = _aligned(white.survived, square_only)
+                gap = paired_gap(w.to_numpy(), (w & s).to_numpy())
+                if gap.exceeds(0.002):
+                    weak[white.key] = {"white": round(white.accuracy.value, 4), "autoattack square": "broke "
+                                       f"{gap.high_only} it left", "paired": gap.to_json()}
+        if weak:
+            hits[_threat_name(t)] = weak
+    return make(bool(hits), seen, **hits)
+
+
+def rule_autoattack_warned(m: ModelEvidence) -> Finding:
+    make = _finding("W2", "AutoAttack's own checks warned", "any warning of AutoAttack's sanity checks",
+                    "Croce & Hein 2020, pyautoattack checks.py")
+    hits, seen = {}, False
+    for t in m.threats.values():
+        for a in t.attacks.values():
+            if a.info.role != "ensemble":
+                continue
+            seen = True
+            said = sorted({meaning for r in a.records for note in r.notes
+                           for key, meaning in AUTOATTACK_WARNINGS.items() if key in note})
+            if said:
+                hits[_threat_name(t)] = said
+    return make(bool(hits), seen, **hits)
+
+
+STRENGTH_RULES = [rule_white_box_weak, rule_autoattack_warned]
