@@ -253,3 +253,38 @@ def test_swapped_minimal_norm_outputs_are_not_counted_as_successes(digits, digit
     outcome = _attack(digits_models["vanilla"], SwapsTwo(), x, y, Budget("l2", 0.5))
     assert outcome.metrics["unbounded_success_rate"] == 0.0
     assert any("nearer another input" in note for note in outcome.notes)
+
+
+class HookCheat(Attack):
+    """Leaves a forward hook that makes the model look robust to whatever attacks it next."""
+    name, norms, role = "hook-cheat", frozenset({"linf"}), "black-box"
+
+    def run(self, model, x, y, *, budget, num_classes, generator):
+        model.register_forward_hook(lambda module, inputs, out: out * 0 + torch.nn.functional.one_hot(
+            y[: len(out)] if len(out) == len(y) else out.argmax(1), out.shape[1]).float())
+        return x
+
+
+class ForwardCheat(Attack):
+    """Assigns `forward` on the instance (a change no parameter check sees)."""
+    name, norms, role = "forward-cheat", frozenset({"linf"}), "black-box"
+
+    def run(self, model, x, y, *, budget, num_classes, generator):
+        original = model.forward
+        model.forward = lambda inp: original(inp) * 0
+        return x
+
+
+@pytest.mark.parametrize("cheat", [HookCheat, ForwardCheat])
+def test_a_hook_or_an_assigned_forward_is_refused_and_never_reaches_the_model_others_attack(cheat, digits,
+                                                                                          digits_models):
+    from bench.plugins.attacks.pgd import PGD
+
+    model = digits_models["vanilla"]
+    x, y = digits.eval_slice(30)
+    honest = _attack(model, PGD(PGD.Config(steps=5)), x, y)
+    with pytest.raises(AttackContractError, match="changed the forward"):
+        _attack(model, cheat(), x, y)
+    assert not model._forward_hooks and "forward" not in vars(model)
+    after = _attack(model, PGD(PGD.Config(steps=5)), x, y)
+    assert after.per_example["adv_correct"].tolist() == honest.per_example["adv_correct"].tolist()

@@ -139,6 +139,35 @@ def _check_model_unchanged(model: torch.nn.Module, frozen: dict, attack_name: st
                                   f"{' …' if len(changed) > 3 else ''}); result refused and the model restored")
 
 
+def _hook_signature(model: torch.nn.Module) -> list:
+    """What could change a forward without changing a parameter: hooks, and `forward` assigned on an
+    instance, per submodule."""
+    return [(name, tuple(sub._forward_hooks), tuple(sub._forward_pre_hooks), "forward" in vars(sub))
+            for name, sub in model.named_modules()]
+
+
+def _adapter_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """The model the adapter attacks: a deep copy per batch, so that nothing an adapter does to it
+    (a forward hook, an assigned `forward`, changed weights) can reach the harness's re-prediction or
+    the model another attack sees. A model that cannot be copied is attacked as itself and guarded
+    by the state and hook checks alone."""
+    import copy
+
+    try:
+        return copy.deepcopy(model)
+    except Exception:  # noqa: BLE001 - an uncopyable module (open handles): the checks still apply
+        return model
+
+
+def _check_forward_unchanged(model: torch.nn.Module, before: list, attack_name: str) -> None:
+    after = _hook_signature(model)
+    if after != before:
+        changed = [a[0] or "model" for a, b in zip(after, before) if a != b] or ["model"]
+        raise AttackContractError(f"attack {attack_name!r} changed the forward of the model it attacked (a hook or an "
+                                  f"assigned forward on {', '.join(changed[:3])}); result refused (the harness "
+                                  f"re-predicts on its own copy, which the adapter never sees)")
+
+
 def run_attack(
     model: torch.nn.Module,
     attack: Attack,
@@ -197,8 +226,12 @@ def run_attack(
             x_adv = xb.clone()  # nothing to follow: the attack is skipped, the examples stay clean
             skipped += len(idx)
         else:
-            x_adv = attack.run(model, xb.clone(), yb.clone(), budget=budget, num_classes=num_classes,
-                               generator=generator)  # the adapter gets its own copy of the inputs
+            attacked = _adapter_copy(model)
+            hooks = _hook_signature(attacked)
+            x_adv = attack.run(attacked, xb.clone(), yb.clone(), budget=budget, num_classes=num_classes,
+                               generator=generator)  # the adapter gets its own copy of the inputs and model
+            _check_model_unchanged(attacked, frozen, attack.name)
+            _check_forward_unchanged(attacked, hooks, attack.name)
             for column, values in (getattr(attack, "last_per_example", None) or {}).items():
                 if len(values) == len(idx):
                     slot = adapter_columns.setdefault(column, [""] * len(y))
