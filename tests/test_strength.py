@@ -81,3 +81,15 @@ def test_the_stronger_attacks_are_planned_and_once_they_ran_the_row_is_ranked():
     row = board.pages[0].tables[0].ranked[0]
     assert abs(row.robust.value - 0.43) < 1e-9  # ranked at what the stronger attacks left
     assert adaptive_round  # the planner reads the same weak_at (bench/plan/tasks.py)
+
+
+def test_a_plugin_declaring_role_ensemble_never_fills_the_autoattack_column():
+    """A do-nothing third-party "ensemble" leaves the clean accuracy; it must not stand for AutoAttack."""
+    recs = [make_record(AT, "pgd-margin", "linf", 0.3, _n(40)), make_record(AT, "square", "linf", 0.3, _n(41))]
+    fake, frame = make_record(AT, "not-autoattack", "linf", 0.3, _n(N))
+    fake["spec"]["attack"].update(library="pyautoattack", role="ensemble", loss="mixed")  # even claiming the library
+    recs.append((fake, frame))
+    m = _assessment(recs)
+    t = m.threats[("linf", 0.3)]
+    assert t.autoattack is None
+    assert any("missing AutoAttack standard" in r for r in m.rank_blockers(("linf", 0.3)))

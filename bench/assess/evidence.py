@@ -128,7 +128,9 @@ class ThreatAssessment:
 
     @property
     def autoattack(self) -> AttackSummary | None:
-        return self.strongest(lambda a: a.info.role == "ensemble")
+        from bench.assess.suite import AUTOATTACK  # the reference column: the built-in AutoAttack only
+
+        return self.strongest(lambda a: AUTOATTACK.matches(a.info))
 
 
 def _default_loss(name: str) -> str | None:

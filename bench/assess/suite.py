@@ -1,7 +1,10 @@
 """The minimum suite a row needs before it is ranked, per threat model (docs/leaderboard.md).
 
 Each requirement matches attacks by the role and loss they declare (bench/plugins/attacks/base.py),
-never by name, so a plugin attack that plays the role counts.
+so a plugin attack that plays the role counts — except the reference column: AutoAttack standard
+is the built-in `autoattack` run through `pyautoattack` (the original algorithms), never whatever
+declares `role = "ensemble"`. A plugin can add evidence; it cannot fill a reference column (a
+do-nothing ensemble would otherwise fill it with the clean accuracy).
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ class SuiteRequirement:
 
 
 def _is_reference_ensemble(a: AttackInfo) -> bool:
-    return a.role == "ensemble" and a.config.get("version", "standard") in ("standard", "plus")
+    return (a.role == "ensemble" and a.name == "autoattack" and a.library == "pyautoattack"
+            and a.config.get("version", "standard") in ("standard", "plus"))
 
 
 def _is_logit_white_box(a: AttackInfo) -> bool:
