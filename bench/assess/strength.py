@@ -3,7 +3,8 @@ suite is weak *on this model*, distinct from gradient masking. The verdict does 
 finding prescribes stronger attacks, which the adaptive stage runs, and the row is ranked only once
 they have run at that budget.
 
-- W1, a white-box attack is weak: per iterative white-box attack, a score-based black-box attack
+- W1, a white-box attack is weak: per iterative white-box attack on a margin or logit loss (a
+  cross-entropy attack far weaker than those is R6, masking), a score-based black-box attack
   (Square; AutoAttack's own Square counts through the components that broke each example) breaks
   examples it left robust — more than 0.2 points on the same examples, exact one-sided McNemar
   p < 0.05. R2 asks only whether black-box attacks beat the *strongest* white-box attack; W1 asks
@@ -45,7 +46,8 @@ def rule_white_box_weak(m: ModelEvidence) -> Finding:
             if a.info.role == "ensemble" and a.broken_by is not None:
                 by = a.broken_by.reindex(a.survived.index, fill_value="")
                 square_only = ~by.str.startswith("square") if square_only is None else square_only
-        whites = [a for a in t.attacks.values() if is_iterative_gradient(a)]
+        # margin/logit white-box attacks: a cross-entropy attack weaker than them is R6's case (masking)
+        whites = [a for a in t.attacks.values() if is_iterative_gradient(a) and a.info.loss in ("margin", "logits")]
         if not whites or (black is None and square_only is None):
             continue
         seen = True
