@@ -93,8 +93,12 @@ def test_factory_models_are_audited_and_rebuilt(tmp_path, plugins_on_path, capsy
     assert "external: audit_models:tiny" in capsys.readouterr().out
     (spec,) = Store(out).models()
     assert spec["config"]["source"] == "factory" and len(spec["config"]["weights_sha256"]) == 64
+    # the store names the factory, but never gets it run: the user names it
     assert bench("eval", "--model-id", spec["model_id"], "--attacks", "noise", "--norm", "linf", "--dataset", "digits",
-                 "--n-eval", "20", "--out", out, "--quiet") == 0
+                 "--n-eval", "20", "--out", out, "--quiet") == 2
+    assert "a store never names code to run: pass `--factory audit_models:tiny`" in capsys.readouterr().err
+    assert bench("eval", "--model-id", spec["model_id"], "--attacks", "noise", "--norm", "linf", "--dataset", "digits",
+                 "--n-eval", "20", "--out", out, "--quiet", "--factory", "audit_models:tiny") == 0
 
 
 @pytest.mark.parametrize("argv, message", [

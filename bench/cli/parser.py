@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "--defense/--set/--epochs that trained them.")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--model-id", action="append", default=None, help="a model id from `bench list models` (repeatable)")
+    p.add_argument("--factory", action="append", default=None, metavar="MODULE:FACTORY",
+                   help="a factory you trust to rebuild a model audited with `bench audit --model` (repeatable); "
+                        "a store never names code to run")
     target.add_argument("--defense", default=None, help="comma-separated defenses, or all (must be trained already)")
     _common(p)
     _attack_options(p)

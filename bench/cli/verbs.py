@@ -81,7 +81,8 @@ def cmd_eval(args, log, command: str) -> int:
     if args.model_id:
         ids = tuple(check_id(mid, "--model-id") for mid in args.model_id)
         _, per_attack = split_overrides(args.sets, [], attacks)
-        request = EvalRequest(evaluation_of(args, per_attack), model_ids=ids, session=session_of(args, command))
+        request = EvalRequest(evaluation_of(args, per_attack), model_ids=ids, session=session_of(args, command),
+                              factories=tuple(args.factory or ()))
     else:
         defenses = tuple(DEFENSES.resolve(args.defense))
         per_defense, per_attack = split_overrides(args.sets, defenses, attacks)

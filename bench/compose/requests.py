@@ -150,6 +150,7 @@ class EvalRequest:
     per_defense: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     sweep: str | None = None
     session: Session = Session()
+    factories: tuple[str, ...] = ()  # factories the user trusts to rebuild audited models (a store names none)
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,7 @@ def evaluate(request: EvalRequest, log: Callable[[str], None] | None = None) -> 
     """Attack models already in the store, named by id or by the specs that trained them."""
     log = log or _quiet
     session = OpenSession(request.session, log, create_store=False)
+    session.store.trusted_factories = frozenset(request.factories)
     dataset = request.session.dataset
     if request.model_ids:
         nodes = []

@@ -63,6 +63,7 @@ class Store(StoreIndex, VerifiedReads, AtomicFolders):
             d.mkdir(parents=True, exist_ok=True)
         self.store_id = self._identity()
         self.problems: dict[str, CorruptArtifact] = {}  # "model:<id>" / "record:<id>" -> what is wrong
+        self.trusted_factories: frozenset[str] = frozenset()  # factories the user named (`bench eval --factory`)
         self._weights_sha: dict[str, str] = {}
         self._remove_leftovers()
         self._db = self._open_index()
@@ -135,6 +136,17 @@ class Store(StoreIndex, VerifiedReads, AtomicFolders):
     def weights_sha256(self, model_id: str) -> str:
         return self.model_spec(model_id)["integrity"]["files"]["model.safetensors"]
 
+    def _trusted_factory(self, model_id: str, spec: dict) -> str:
+        """The factory that rebuilds an audited model, only if the user named it (`bench eval
+        --factory`): a store is data, and never names code that gets imported or called."""
+        origin = str(spec.get("config", {}).get("origin", ""))
+        if origin not in self.trusted_factories:
+            raise BenchInputError(
+                f"model {model_id} is rebuilt by the factory {origin!r} named in its store; a store never names code "
+                f"to run: pass `--factory {origin}` to `bench eval` if you trust it, or audit it again "
+                f"(`bench audit --model {origin}`)")
+        return origin
+
     def load_model(self, model_id: str, dataset, device: torch.device) -> torch.nn.Module:
         """The model, rebuilt from its architecture and weights after checking the weights' hash."""
         from bench.plugins.archs import create_model
@@ -152,12 +164,13 @@ class Store(StoreIndex, VerifiedReads, AtomicFolders):
             if config.get("source") != "factory":
                 raise BenchInputError(f"model {model_id} is an audited module of no registered architecture; audit it "
                                       f"again (`distill_bench.audit(model, ...)`) to attack it further")
+        factory = self._trusted_factory(model_id, spec) if spec["arch"] == "external" else None
         try:
             state = load(weights)
             if spec["arch"] == "external":
                 from bench.plugins.loading import load_factory
 
-                model = load_factory(spec["config"]["origin"])
+                model = load_factory(factory)
             else:
                 model = create_model(spec["arch"], dataset)
             model.load_state_dict(state)
