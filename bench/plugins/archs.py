@@ -158,7 +158,7 @@ class ArchInfo:
 ARCHS: dict[str, ArchInfo] = {
     # No dropout, where the reference code of Carlini & Wagner and of the teacher-assistant seed
     # (Mandal & Guo) has Dropout(0.5) after the first dense layer: `papernot-mnist-dropout` is that
-    # network; the departure and its measured effect are in docs/model-cards.md.
+    # network; the departure is documented in docs/model-cards.md and on every model card.
     "papernot-mnist": ArchInfo(
         "papernot-mnist", "Papernot 2016 MNIST net: conv32-conv32-pool-conv64-conv64-pool-FC200-FC200",
         lambda c, hw, k: _papernot(c, hw, k, (32, 64), 200, 0.0), 28, larger="papernot-mnist-wide"),
