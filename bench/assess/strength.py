@@ -41,14 +41,15 @@ def rule_white_box_weak(m: ModelEvidence) -> Finding:
         if t.norm == "l0":
             continue
         black = t.strongest(lambda a: a.info.role == "black-box")
-        square_only = None
+        not_by_square = None
         for a in t.attacks.values():  # AutoAttack's Square, where the record says what broke each example
             if a.info.role == "ensemble" and a.broken_by is not None:
                 by = a.broken_by.reindex(a.survived.index, fill_value="")
-                square_only = ~by.str.startswith("square") if square_only is None else square_only
+                # examples AutoAttack's Square did not break (it runs on what its white-box components left)
+                not_by_square = ~by.str.startswith("square") if not_by_square is None else not_by_square
         # margin/logit white-box attacks: a cross-entropy attack weaker than them is R6's case (masking)
         whites = [a for a in t.attacks.values() if is_iterative_gradient(a) and a.info.loss in ("margin", "logits")]
-        if not whites or (black is None and square_only is None):
+        if not whites or (black is None and not_by_square is None):
             continue
         seen = True
         weak = {}
@@ -59,9 +60,9 @@ def rule_white_box_weak(m: ModelEvidence) -> Finding:
                     weak[white.key] = {"white": round(white.accuracy.value, 4), black.key: round(black.accuracy.value, 4),
                                        "paired": gap.to_json()}
                     continue
-            if square_only is not None:
-                # survived the white-box attack, broken by AutoAttack's Square (only its Square reached them)
-                w, s = _aligned(white.survived, square_only)
+            if not_by_square is not None:
+                # high: survived the white-box attack; low: survived it and AutoAttack's Square
+                w, s = _aligned(white.survived, not_by_square)
                 gap = paired_gap(w.to_numpy(), (w & s).to_numpy())
                 if gap.exceeds(0.002):
                     weak[white.key] = {"white": round(white.accuracy.value, 4), "autoattack square": "broke "
