@@ -93,3 +93,13 @@ def test_a_plugin_declaring_role_ensemble_never_fills_the_autoattack_column():
     t = m.threats[("linf", 0.3)]
     assert t.autoattack is None
     assert any("missing AutoAttack standard" in r for r in m.rank_blockers(("linf", 0.3)))
+
+
+def test_autoattacks_own_square_counts_against_a_weak_white_box_attack():
+    """No standalone Square: AutoAttack's record says its Square broke 16 examples PGD-margin left."""
+    broken_by = [""] * 44 + ["square"] * 16 + ["apgd-ce"] * (N - 60)
+    recs = [make_record(AT, "pgd-margin", "linf", 0.3, _n(60)),
+            make_record(AT, "autoattack", "linf", 0.3, _n(44), columns={"adapter_broken_by": broken_by})]
+    m = _assessment(recs)
+    w1 = next(f for f in m.diagnosis.strength if f.rule == "W1")
+    assert w1.fired and w1.evidence["linf 0.3"]["pgd-margin"]["paired"]["discordant"] == [16, 0]
