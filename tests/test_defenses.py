@@ -112,20 +112,21 @@ def test_all_defenses_share_upstream_nodes():
         for node in root.walk():
             nodes[node.model_id] = node
     # vanilla, vanilla@T=100 (teacher of DD, of the chain's first link, of multi-step via DD), DD,
-    # multi-step steps 2 and 3, ta-chain's assistant and student, adversarial-training (ARD's
-    # teacher), trades (LTD's teacher), ard, ltd, certified-training (no upstream)
-    assert len(nodes) == 12
+    # multi-step steps 2 and 3, ta-chain's assistant and student, adversarial-training, its larger
+    # twin on digits-cnn-wide (ARD's teacher), trades (LTD's teacher), ard, ltd, certified-training
+    assert len(nodes) == 13
     by_name = {r.defense: r for r in roots}
     dd_teacher = by_name["defensive-distillation"].upstream["teacher"].model_id
     chain_first = by_name["ta-chain"].upstream["teacher"].upstream["teacher"].model_id
     assert chain_first == dd_teacher
     assert by_name["multi-step"].upstream["teacher"].upstream["teacher"].model_id == by_name["defensive-distillation"].model_id
-    assert by_name["ard"].upstream["teacher"].model_id == by_name["adversarial-training"].model_id
+    ard_teacher = by_name["ard"].upstream["teacher"]
+    assert (ard_teacher.defense, ard_teacher.arch) == ("adversarial-training", "digits-cnn-wide")  # larger than its student
     assert by_name["ltd"].upstream["teacher"].model_id == by_name["trades"].model_id
 
 
 def test_explicit_budget_keeps_the_robust_teacher_shared():
-    at = plan_model("adversarial-training", {"eps": "0.2"}, arch="digits-cnn", dataset="digits", seed=0)
+    at = plan_model("adversarial-training", {"eps": "0.2"}, arch="digits-cnn-wide", dataset="digits", seed=0)
     ard = plan_model("ard", {"eps": "0.2"}, arch="digits-cnn", dataset="digits", seed=0)
     assert ard.upstream["teacher"].model_id == at.model_id
 
@@ -146,8 +147,9 @@ def test_run_all_trains_each_node_once(tmp_path, capsys):
     assert main(argv) == 0
     captured = capsys.readouterr()
     trained = [line.split()[-1] for line in captured.err.splitlines() if line.startswith("train ")]
-    assert len(trained) == len(set(trained)) == 12  # the 11 nodes of the distillation and robust family + certified training
-    assert len(list((tmp_path / "models").iterdir())) == 12
+    # the 12 nodes above, fast-at, rslad, iad, adaad and trades on digits-cnn-wide (the teacher of rslad and adaad)
+    assert len(trained) == len(set(trained)) == 18
+    assert len(list((tmp_path / "models").iterdir())) == 18
     for name in ALL:
         assert name in captured.out
 

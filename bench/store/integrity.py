@@ -48,9 +48,6 @@ def _check_content(obj: Any, kind: str, id_field: str, folder_id: str) -> str | 
     if integrity.get("content") != _content_sha(obj):
         return "its content differs from its recorded hash (edited by hand?)"
     key = obj.get("key")
-    if key is None and kind in ("model", "record"):
-        # the key is what the id is the hash of: without it, nothing ties the id to what made it
-        return "it has no key (its id cannot be checked against what made it)"
     if key is not None and content_hash(key) != folder_id:
         return "its id is not the hash of its recorded key"
     return None
