@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from defenses.base import (ADAM_50, MNIST_5K_DATA, NO_DROPOUT, ROBUST_MNIST_5K, SELECTION, Defense, PaperCard,
-                           Requirement, TrainContext, TrainingConfig, unit_interval)
-from defenses.perturb import TRADES, BudgetConfig, LinfPGD, eval_logits, robust_schedule, teacher_budget
+                           TrainContext, TrainingConfig, unit_interval)
+from defenses.perturb import TRADES, BudgetConfig, LinfPGD, eval_logits, larger_robust_teacher, robust_schedule
 
 
 def kl_teacher_student(teacher_logits, student_logits):
@@ -56,8 +56,7 @@ class AdaptiveAdversarialDistillation(Defense):
             unit_interval(self.alpha, "alpha")
 
     def requires(self, cfg: Config):
-        return [Requirement("teacher", cfg.teacher, teacher_budget(cfg, cfg.teacher), arch=cfg.teacher_arch or None,
-                            larger=True)]
+        return larger_robust_teacher(cfg)
 
     def train(self, cfg: Config, ctx: TrainContext, upstream):
         teacher = upstream["teacher"].eval()

@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from defenses.base import (ADAM_50, MNIST_5K_DATA, NO_DROPOUT, ROBUST_MNIST_5K, SELECTION, Defense, PaperCard,
-                           Requirement, TrainContext, TrainingConfig, positive, unit_interval)
+                           TrainContext, TrainingConfig, positive, unit_interval)
 from defenses.kd import kd_kl
-from defenses.perturb import ARD, BudgetConfig, LinfPGD, eval_logits, robust_schedule, teacher_budget
+from defenses.perturb import ARD, BudgetConfig, LinfPGD, eval_logits, larger_robust_teacher, robust_schedule
 
 
 class AdversariallyRobustDistillation(Defense):
@@ -74,8 +74,7 @@ class AdversariallyRobustDistillation(Defense):
             positive(self.replays, "replays")
 
     def requires(self, cfg: Config):
-        return [Requirement("teacher", cfg.teacher, teacher_budget(cfg, cfg.teacher), arch=cfg.teacher_arch or None,
-                            larger=True)]
+        return larger_robust_teacher(cfg)
 
     def train(self, cfg: Config, ctx: TrainContext, upstream):
         teacher = upstream["teacher"].eval()

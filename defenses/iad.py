@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from defenses.base import (ADAM_50, MNIST_5K_DATA, NO_DROPOUT, ROBUST_MNIST_5K, SELECTION, Defense, PaperCard,
-                           Requirement, TrainContext, TrainingConfig, positive, unit_interval)
-from defenses.perturb import ARD, BudgetConfig, LinfPGD, eval_logits, robust_schedule, teacher_budget
+                           TrainContext, TrainingConfig, positive, unit_interval)
+from defenses.perturb import ARD, BudgetConfig, LinfPGD, eval_logits, larger_robust_teacher, robust_schedule
 
 
 def per_example_kl(target_logits, student_logits, temperature: float = 1.0) -> torch.Tensor:
@@ -73,8 +73,7 @@ class IntrospectiveAdversarialDistillation(Defense):
             unit_interval(self.warmup, "warmup")
 
     def requires(self, cfg: Config):
-        return [Requirement("teacher", cfg.teacher, teacher_budget(cfg, cfg.teacher), arch=cfg.teacher_arch or None,
-                            larger=True)]
+        return larger_robust_teacher(cfg)
 
     def train(self, cfg: Config, ctx: TrainContext, upstream):
         import math

@@ -92,6 +92,16 @@ def teacher_budget(cfg, teacher: str) -> dict:
             if name in teacher_fields and getattr(cfg, name) is not None}
 
 
+def larger_robust_teacher(cfg) -> list:
+    """The requirement of the robust-distillation family (ARD, RSLAD, IAD, AdaAD): `cfg.teacher`
+    trained with the student's explicit budget, on `cfg.teacher_arch` or else the run architecture's
+    larger twin (their papers distil a larger robust teacher into a smaller student)."""
+    from defenses.base import Requirement
+
+    return [Requirement("teacher", cfg.teacher, teacher_budget(cfg, cfg.teacher), arch=cfg.teacher_arch or None,
+                        larger=True)]
+
+
 @dataclass(frozen=True)
 class BudgetConfig:
     """Training budget fields; None means the paper's value for the dataset family.

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from defenses.base import (ADAM_50, MNIST_5K_DATA, NO_DROPOUT, ROBUST_MNIST_5K, SELECTION, Defense, PaperCard,
-                           Requirement, TrainContext, TrainingConfig, unit_interval)
-from defenses.perturb import TRADES, BudgetConfig, LinfPGD, eval_logits, robust_schedule, teacher_budget
+                           TrainContext, TrainingConfig, unit_interval)
+from defenses.perturb import TRADES, BudgetConfig, LinfPGD, eval_logits, larger_robust_teacher, robust_schedule
 
 
 def kl_to_teacher(student_logits, teacher_probs):
@@ -60,8 +60,7 @@ class RSLAD(Defense):
             unit_interval(self.adv_weight, "adv_weight")
 
     def requires(self, cfg: Config):
-        return [Requirement("teacher", cfg.teacher, teacher_budget(cfg, cfg.teacher), arch=cfg.teacher_arch or None,
-                            larger=True)]
+        return larger_robust_teacher(cfg)
 
     def train(self, cfg: Config, ctx: TrainContext, upstream):
         teacher = upstream["teacher"].eval()
