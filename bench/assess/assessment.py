@@ -96,7 +96,9 @@ class ModelAssessment(ModelEvidence):
 
     def weak_at(self, threat: tuple[str, float]) -> list[str]:
         """The attack-strength findings (W1, W2) that fired at this budget."""
-        name = f"{threat[0]} {threat[1]:g}"
+        from bench.assess.rules import _threat_name  # the findings' evidence is keyed by it
+
+        name = _threat_name(self.threats[threat])
         return [f.rule for f in self.diagnosis.strength if f.fired and name in f.evidence]
 
     def adapted(self, threat: tuple[str, float]) -> bool:
