@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from bench.plugins.attacks.base import Attack
 from bench.core.errors import AttackContractError
+from bench.execute.guards import _adapter_copy, _check_forward_unchanged, _check_model_unchanged, _hook_signature
 from bench.core.specs import Budget
 from bench.plugins.training import predict_logits
 
@@ -125,47 +126,6 @@ def predict_draws(model: torch.nn.Module, x: torch.Tensor, device: torch.device,
     """Predicted labels of `draws` forward passes, shape (draws, N), on the CPU."""
     with torch.no_grad():
         return torch.stack([predict_logits(model, x, device).argmax(1) for _ in range(draws)])
-
-
-def _check_model_unchanged(model: torch.nn.Module, frozen: dict, attack_name: str) -> None:
-    """Back to eval mode; refuse the result (and restore the model) if the adapter changed a parameter
-    or buffer (weights, `logit_scale`, BatchNorm statistics), so it cannot poison later records."""
-    model.eval()
-    state = model.state_dict()
-    changed = [k for k, v in frozen.items() if k not in state or not torch.equal(state[k].detach(), v)]
-    if changed:
-        model.load_state_dict(frozen)
-        raise AttackContractError(f"attack {attack_name!r} modified the model it attacked ({', '.join(changed[:3])}"
-                                  f"{' …' if len(changed) > 3 else ''}); result refused and the model restored")
-
-
-def _hook_signature(model: torch.nn.Module) -> list:
-    """What could change a forward without changing a parameter: hooks, and `forward` assigned on an
-    instance, per submodule."""
-    return [(name, tuple(sub._forward_hooks), tuple(sub._forward_pre_hooks), "forward" in vars(sub))
-            for name, sub in model.named_modules()]
-
-
-def _adapter_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """The model the adapter attacks: a deep copy per batch, so that nothing an adapter does to it
-    (a forward hook, an assigned `forward`, changed weights) can reach the harness's re-prediction or
-    the model another attack sees. A model that cannot be copied is attacked as itself and guarded
-    by the state and hook checks alone."""
-    import copy
-
-    try:
-        return copy.deepcopy(model)
-    except Exception:  # noqa: BLE001 - an uncopyable module (open handles): the checks still apply
-        return model
-
-
-def _check_forward_unchanged(model: torch.nn.Module, before: list, attack_name: str) -> None:
-    after = _hook_signature(model)
-    if after != before:
-        changed = [a[0] or "model" for a, b in zip(after, before) if a != b] or ["model"]
-        raise AttackContractError(f"attack {attack_name!r} changed the forward of the model it attacked (a hook or an "
-                                  f"assigned forward on {', '.join(changed[:3])}); result refused (the harness "
-                                  f"re-predicts on its own copy, which the adapter never sees)")
 
 
 def run_attack(
