@@ -35,7 +35,7 @@ LOGIT_WHITE_BOX = SuiteRequirement("logit-white-box", "a white-box attack on a m
                                    _is_logit_white_box)
 BLACK_BOX = SuiteRequirement("black-box", "a black-box attack (square) or transfer",
                              lambda a: a.role in ("black-box", "transfer"))
-MINIMAL_NORM = SuiteRequirement("minimal-norm", "C&W (a minimal-norm white-box attack)",
+MINIMAL_NORM = SuiteRequirement("minimal-norm", "a minimal-norm white-box attack (cw, ddn-margin, ddn, fmn)",
                                 lambda a: a.role == "gradient" and a.minimal_norm)
 SALIENCY_L0 = SuiteRequirement("jsma", "JSMA (a white-box L0 attack)", lambda a: a.role == "gradient")
 LOGIT_L0 = SuiteRequirement("logit-l0", "an L0 attack on logits (JSMA with use_logits=true)", _is_logit_white_box)
