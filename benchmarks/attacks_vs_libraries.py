@@ -6,6 +6,10 @@ perturbation size, and the ratios to ours, in one run:
   C&W L2   ours · ART CarliniL2Method · Foolbox L2CarliniWagnerAttack · AdverTorch CarliniWagnerL2Attack
            · torchattacks CW (one constant, no search), all with the same search (steps, iterations,
            learning rate, initial c, early abort)
+  min L2   the minimal-norm L2 attacks of the suite against our C&W: ours (`cw`) · `ddn-margin` (ours,
+           DDN on the logit margin) · Foolbox DDNAttack (`ddn`) · Foolbox L2FMNAttack (`fmn`), 100
+           steps each, on every model of --models (vanilla, and defensive distillation, whose
+           saturated softmax is where a cross-entropy attack can fail)
   PGD-40   (α = 2.5 ε / 40, random start) ours (`pgd`: torchattacks PGD inside the harness's adapter) · ours (`pgd-margin`: our loop)
            · torchattacks PGD
   AutoAttack standard (pyautoattack), for scale
@@ -13,6 +17,7 @@ A library that is not installed is reported as such and skipped. Not a test: num
 machine (benchmarks/README.md holds the latest table, its command and machine).
 
     .venv/bin/python benchmarks/attacks_vs_libraries.py --n 200 --epochs 5 --cw-steps 9 --cw-iterations 100
+    .venv/bin/python benchmarks/attacks_vs_libraries.py --only minl2 --models vanilla,defensive-distillation
     .venv/bin/python benchmarks/attacks_vs_libraries.py --device cuda       # the same on a GPU
 """
 from __future__ import annotations
@@ -71,22 +76,23 @@ def timed(fn, device):
 class Table:
     """Rows printed as soon as measured; ratios against the first row ("ours") of each family."""
 
-    header = (f"{'attack':<10} {'implementation':<40} {'seconds':>9} {'× ours':>7} {'img/s':>8} {'peak MiB':>9} "
+    header = (f"{'attack':<16} {'implementation':<40} {'seconds':>9} {'× ours':>7} {'img/s':>8} {'peak MiB':>9} "
               f"{'success':>8} {'÷ ours':>7} {'size':>7}")
 
     def __init__(self, n: int):
         self.n, self.rows = n, []
         print(self.header, flush=True)
 
-    def add(self, family, name, seconds, peak, success, size, note=""):
+    def add(self, family, name, seconds, peak, success, size, note="", n=None):
+        n = n or self.n
         row = dict(family=family, implementation=name, seconds=seconds, peak_mib=peak, success=success, size=size,
-                   note=note)
+                   note=note, n=n)
         self.rows.append(row)
         ref = next(r for r in self.rows if r["family"] == family)
         if seconds is None:
-            print(f"{family:<10} {name:<40} {note}", flush=True)
+            print(f"{family:<16} {name:<40} {note}", flush=True)
             return
-        print(f"{family:<10} {name:<40} {seconds:9.2f} {seconds / ref['seconds']:7.2f} {self.n / seconds:8.1f} "
+        print(f"{family:<16} {name:<40} {seconds:9.2f} {seconds / ref['seconds']:7.2f} {n / seconds:8.1f} "
               f"{peak:9.0f} {success:8.1%} {success / ref['success'] if ref['success'] else float('nan'):7.2f} "
               f"{size:7.3f} {note}", flush=True)
 
@@ -102,7 +108,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--cw-steps", type=int, default=9, help="binary search steps, every C&W (default 9, the reference's)")
     parser.add_argument("--cw-iterations", type=int, default=100, help="iterations per search step, every C&W")
-    parser.add_argument("--only", default="jsma,cw,pgd,autoattack", help="families to run (comma-separated)")
+    parser.add_argument("--only", default="jsma,cw,minl2,pgd,autoattack", help="families to run (comma-separated)")
+    parser.add_argument("--models", default="vanilla",
+                        help="models the min-L2 family runs on: vanilla, defensive-distillation (comma-separated)")
     parser.add_argument("--skip", default="", help="implementations to skip, e.g. 'ART CarliniL2Method' (comma-separated)")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = parser.parse_args()
@@ -239,6 +247,57 @@ def main() -> None:
             return torchattacks.CW(model, c=c0, kappa=0, steps=steps * iters, lr=lr)(x, y)
 
         cw_row("torchattacks CW", torchattacks_cw, "one c, no search")
+
+    # --- minimal-norm L2: the suite's fast attacks against our C&W, per model ------------------------
+    if "minl2" in families:
+        from bench.plugins.attacks.cw import CarliniWagnerL2
+        from bench.plugins.attacks.ddn import DDN
+        from bench.plugins.attacks.ddn_margin import DDNMargin
+        from bench.plugins.attacks.fmn import FMN
+
+        models = {"vanilla": model}
+        if "defensive-distillation" in args.models:
+            from defenses.distillation import DefensiveDistillation
+
+            teacher = Vanilla().train(Vanilla.Config(epochs=args.epochs, temperature=100.0), ctx, {})
+            student = DefensiveDistillation().train(DefensiveDistillation.Config(epochs=args.epochs, temperature=100.0),
+                                                    ctx, {"teacher": teacher}).eval()
+            for p in student.parameters():
+                p.requires_grad_(False)
+            models["defensive-distillation"] = student
+        l2 = Budget("l2", 1.5)
+        for label, m in models.items():
+            if label not in args.models:
+                continue
+            with torch.no_grad():
+                keep_m = m(data.x_test[: args.n].to(device)).argmax(1) == data.y_test[: args.n].to(device)
+            xm, ym = data.x_test[: args.n].to(device)[keep_m], data.y_test[: args.n].to(device)[keep_m]
+            with torch.enable_grad():
+                probe = xm.clone().requires_grad_(True)
+                ce = torch.nn.functional.cross_entropy(m(probe), ym, reduction="sum")
+                zero = (torch.autograd.grad(ce, probe)[0].flatten(1).norm(dim=1) == 0).float().mean().item()
+            family = f"min L2 {label[:8]}"
+            print(f"{label}: {len(ym)} correctly classified; cross-entropy gradient exactly zero on {zero:.0%}",
+                  flush=True)
+
+            def min_row(name, adapter, note=""):
+                measured = measure(family, name, lambda: adapter.run(m, xm, ym, budget=l2, num_classes=10,
+                                                                     generator=gen()))
+                if measured is None:
+                    return
+                x_adv, s, peak = measured
+                with torch.no_grad():
+                    fooled = (m(x_adv.to(device)).argmax(1) != ym).float()
+                size = (x_adv.to(device) - xm).flatten(1).norm(dim=1)
+                table.add(family, name, s, peak, fooled.mean().item(),
+                          size[fooled.bool()].median().item() if fooled.any() else float("nan"), note, n=len(ym))
+
+            cw_cfg = CarliniWagnerL2.Config(binary_search_steps=args.cw_steps, max_iterations=args.cw_iterations,
+                                            initial_const=0.1, learning_rate=0.1, abort_early=True)
+            min_row("distill-bench cw", CarliniWagnerL2(cw_cfg), f"{args.cw_steps} × {args.cw_iterations}")
+            min_row("distill-bench ddn-margin", DDNMargin(), "100 steps, logit margin")
+            min_row("Foolbox DDNAttack (ddn)", DDN(), "100 steps, cross-entropy")
+            min_row("Foolbox L2FMNAttack (fmn)", FMN(), "100 steps, logit margin")
 
     # --- PGD-40 ------------------------------------------------------------------------------------
     if "pgd" in families:
