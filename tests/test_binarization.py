@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import CPU
 
 from bench.core.specs import Budget
 from bench.execute.binarization import binarization_test, binarize
 from bench.plugins.attacks.autoattack import AutoAttackStandard
 from bench.plugins.attacks.base import Attack
 from bench.plugins.attacks.pgd_margin import PGDMargin
-from conftest import CPU
 
 N = 20
 
