@@ -61,3 +61,64 @@ def test_the_binarized_model_has_an_adversarial_point_inside_the_budget(digits, 
         before = dict(model.named_parameters())
         for name, p in binary.named_parameters():  # every parameter but the head's is the model's own
             assert torch.equal(p, before[name])
+
+
+def test_bench_run_tests_the_suite_and_leaves_a_failing_attack_out_of_the_minimum_suite(tmp_path, capsys):
+    """Through the command line: each L∞ suite attack is tested on the model, the results are on the
+    model page and in the JSON (schema-valid), a weakened pgd-margin fails, and without the adaptive
+    stage (which would add stronger attacks) the row is not ranked for that reason. A rerun reuses
+    every test from the store."""
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    from bench.cli import main
+
+    args = ["run", "--defense", "vanilla", "--dataset", "digits", "--epochs", "10", "--attacks",
+            "pgd-margin,autoattack,square", "--norm", "linf", "--eps", "0.1", "--n-eval", "24", "--binarization", "8",
+            "--set", "pgd-margin.steps=3", "--set", "pgd-margin.step_factor=0.3", "--set", "square.n_queries=500",
+            "--no-adaptive", "--quiet", "--out", str(tmp_path)]
+    assert main(args) == 0
+    board = json.loads((tmp_path / "leaderboard.json").read_text())
+    schema = json.loads((Path(__file__).parent.parent / "docs" / "schema" / "leaderboard.schema.json").read_text())
+    jsonschema.validate(board, schema)
+    (model,) = board["models"].values()
+    results = {b["attack"]: b for b in model["binarization"]}
+    assert set(results) == {"pgd-margin", "autoattack", "square"}
+    assert results["pgd-margin"]["passed"] is False and results["autoattack"]["passed"] is True
+    (row,) = board["pages"][0]["tables"][0]["rows"]
+    assert not row["ranked"] and any("pgd-margin failed the binarization test" in r for r in row["reasons"])
+    tests = sorted((tmp_path / "binarization").glob("*.json"))
+    stamps = [p.stat().st_mtime_ns for p in tests]
+    capsys.readouterr()
+    assert main([*args[:-2], "--out", str(tmp_path), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert plan.count("cached  binarize") == 3 and "run     binarize" not in plan
+    assert main(args) == 0
+    assert [p.stat().st_mtime_ns for p in tests] == stamps
+
+
+def test_an_edited_binarization_file_is_reported_and_never_used(tmp_path, capsys):
+    """A test result edited in the store (a failure turned into a pass) fails verification, is left
+    out of the board, and the next run measures it again."""
+    import json
+
+    from bench.cli import main
+
+    args = ["run", "--defense", "vanilla", "--dataset", "digits", "--epochs", "5", "--attacks", "pgd-margin",
+            "--norm", "linf", "--eps", "0.1", "--n-eval", "12", "--binarization", "4", "--set", "pgd-margin.steps=2",
+            "--set", "pgd-margin.step_factor=0.2", "--no-adaptive", "--quiet", "--out", str(tmp_path)]
+    assert main(args) == 0
+    (path,) = (tmp_path / "binarization").glob("*.json")
+    result = json.loads(path.read_text())
+    assert result["passed"] is False
+    path.write_text(json.dumps({**result, "passed": True, "success_rate": 1.0}))
+    capsys.readouterr()
+    assert main(["store", "verify", "--out", str(tmp_path)]) == 1
+    assert path.stem in capsys.readouterr().out
+    assert main(["leaderboard", "show", "--out", str(tmp_path), "--format", "json"]) == 0
+    (model,) = json.loads(capsys.readouterr().out)["models"].values()
+    assert model["binarization"] == []
+    assert main(args) == 0
+    assert json.loads(path.read_text())["passed"] is False

@@ -48,7 +48,7 @@ def config_changes(defense: str, config: Mapping) -> dict[str, str]:
 class ModelAssessment(ModelEvidence):
     """A model's evidence with its diagnosis (the verdict every row of it carries)."""
 
-    diagnosis: Diagnosis
+    diagnosis: Diagnosis = None  # set by `of`; a default only because the evidence has defaulted fields
 
     @classmethod
     def of(cls, evidence: ModelEvidence) -> "ModelAssessment":
@@ -70,7 +70,9 @@ class ModelAssessment(ModelEvidence):
         t = self.threats[threat]
         reasons = []
         if t.missing:
-            reasons.append("missing " + "; ".join(req.description for req in t.missing))
+            failed = (f" ({', '.join(t.failed_binarization)} failed the binarization test)"
+                      if t.failed_binarization else "")
+            reasons.append("missing " + "; ".join(req.description for req in t.missing) + failed)
         if t.unsound:
             reasons.append(f"{t.unsound} certified example(s) broken by an attack: a certifier or an attack is wrong")
         if t.at_chance:
@@ -144,12 +146,14 @@ def assess(results: ResultSet, model_ids=None) -> dict[str, ModelAssessment]:
         by_threat: dict[tuple[str, float], list[Record]] = {}
         for r in recs:
             by_threat.setdefault(r.threat, []).append(r)
-        threats = {k: assess_threat(v, results.per_example) for k, v in sorted(by_threat.items())}
+        binarization = results.binarizations_of(model_id)
+        failed = frozenset(b.record_id for b in binarization if b.passed is False)
+        threats = {k: assess_threat(v, results.per_example, failed) for k, v in sorted(by_threat.items())}
         info = results.models[model_id]
         reference = find_reference(info, results.models)
         out[model_id] = ModelAssessment.of(ModelEvidence(
             info, threats, results.probes_of(model_id, info.dataset), reference,
-            results.probes_of(reference.model_id, info.dataset) if reference else None))
+            results.probes_of(reference.model_id, info.dataset) if reference else None, binarization))
     return out
 
 

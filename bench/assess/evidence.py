@@ -17,7 +17,7 @@ import pandas as pd
 from bench.assess.stats import Accuracy
 from bench.assess.suite import MINIMUM_SUITE, SuiteRequirement
 from bench.plugins.registry import ATTACKS
-from bench.store.records import AttackInfo, ModelInfo, Probes, Record
+from bench.store.records import AttackInfo, Binarization, ModelInfo, Probes, Record
 
 
 # --- per attack, per threat model ------------------------------------------------------------------
@@ -95,6 +95,7 @@ class ThreatAssessment:
     worst_before: Accuracy = None  # the worst case over the records the adaptive stage did not add
     records: list[Record] = field(default_factory=list)
     certificate: Certificate | None = None  # the certified lower bound, when a certifier ran
+    failed_binarization: tuple[str, ...] = ()  # attacks left out of the minimum suite: they failed the test
 
     @property
     def unsound(self) -> int:
@@ -149,9 +150,12 @@ def _attack_key(rec: Record, losses_by_name: dict[str, set]) -> str:
     return rec.attack.name if rec.attack.loss == default else f"{rec.attack.name} ({rec.attack.loss})"
 
 
-def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame]) -> ThreatAssessment:
+def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame],
+                  failed_binarization: frozenset[str] = frozenset()) -> ThreatAssessment:
     """Merge every record of one model at one (norm, ε) per example. Certifiers' records (role
-    "certificate") are lower bounds: they make the certificate, never the worst case."""
+    "certificate") are lower bounds: they make the certificate, never the worst case. A record
+    whose attack failed the binarization test (`failed_binarization`: record ids) still counts in
+    the worst case but not toward the minimum suite: it could not find what exists."""
     norm, eps = records[0].threat
     frames = {r.record_id: load(r).set_index("index") for r in records}
     certificates = [r for r in records if r.attack.role == "certificate"]
@@ -160,7 +164,7 @@ def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame])
     requirements = MINIMUM_SUITE.get(norm, ())
     missing, req_cover = [], []
     for req in requirements:
-        matching = [r for r in records if req.matches(r.attack)]
+        matching = [r for r in records if req.matches(r.attack) and r.record_id not in failed_binarization]
         if not matching:
             missing.append(req)
         else:
@@ -239,7 +243,8 @@ def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame])
     return ThreatAssessment(norm, eps, examples, Accuracy(int(clean.sum()), len(examples)),
                             Accuracy(int(worst.sum()), len(examples)), worst, attacks, missing, majority,
                             Accuracy(int(before.sum()), len(examples)), sorted(records, key=lambda r: r.record_id),
-                            _certificate(certificates, frames, examples))
+                            _certificate(certificates, frames, examples),
+                            tuple(sorted({r.attack.name for r in records if r.record_id in failed_binarization})))
 
 
 @dataclass(frozen=True)
@@ -252,6 +257,7 @@ class ModelEvidence:
     probes: Probes | None
     reference: ModelInfo | None
     reference_probes: Probes | None
+    binarization: tuple[Binarization, ...] = ()  # the binarization tests of its attacks
 
     @property
     def model_id(self) -> str:

@@ -127,6 +127,10 @@ def _attack_options(p: argparse.ArgumentParser) -> None:
                         "memory; 500 on the CPU). Part of each record's key (default: 500)")
     p.add_argument("--no-adaptive", action="store_true",
                    help="skip the adaptive stage (the attacks a masking flag calls for; docs/masking.md)")
+    p.add_argument("--binarization", type=_positive_int, default=0, metavar="N",
+                   help="run the binarization test (Zimmermann et al. 2022) of every L∞/L2 suite attack on N "
+                        "correctly classified examples per model; an attack that fails it does not count toward "
+                        "the row's minimum suite (docs/masking.md; default: off)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,7 +35,7 @@ def session_of(args, command: str) -> Session:
 
 def evaluation_of(args, per_attack) -> Evaluation:
     return Evaluation.build(args.attacks, norm=args.norm, eps=args.eps, per_attack=per_attack, n_eval=args.n_eval,
-                            adaptive=not args.no_adaptive)
+                            adaptive=not args.no_adaptive, binarization=args.binarization)
 
 
 def _finish(result, log) -> int:
@@ -56,6 +56,7 @@ def _finish(result, log) -> int:
 def cmd_run(args, log, command: str) -> int:
     request = RunRequest.build(args.defense, args.attacks, sets=args.sets, sweep=args.sweep, norm=args.norm,
                                eps=args.eps, n_eval=args.n_eval, adaptive=not args.no_adaptive,
+                               binarization=args.binarization,
                                leaderboard=args.leaderboard, session=session_of(args, command))
     result = compose.run(request, log)
     if result.board is not None:
@@ -182,11 +183,13 @@ def cmd_store(args, log, command: str) -> int:
         print(f"sealed {store.seal_legacy()} artifact(s) written before content hashes")
     else:
         store.verify_weights()
+        # reading them records every edited or corrupt probe and binarization file as a problem
+        measured = len(store.all_probes()) + len(store.all_binarizations())
     for problem in store.problems.values():
         print(problem)
     if args.action == "verify":
-        print(f"{len(store.models())} model(s) and {len(store.records())} record(s) checked; "
-              f"{len(store.problems)} corrupt")
+        print(f"{len(store.models())} model(s), {len(store.records())} record(s) and {measured} probe and "
+              f"binarization file(s) checked; {len(store.problems)} corrupt")
     return 1 if store.problems and args.action == "verify" else 0
 
 

@@ -87,11 +87,12 @@ class Evaluation:
     per_attack: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     n_eval: int | None = None
     adaptive: bool = True
+    binarization: int = 0  # examples per binarization test (0: none)
 
     @classmethod
     def build(cls, attacks: str | Sequence[str] = "all", *, norm: str = "all",
               eps: float | Sequence[float] | None = None, per_attack: Mapping[str, Mapping[str, str]] | None = None,
-              n_eval: int | None = None, adaptive: bool = True) -> "Evaluation":
+              n_eval: int | None = None, adaptive: bool = True, binarization: int = 0) -> "Evaluation":
         text = _names(attacks)
         names = tuple(ATTACKS.resolve(text))
         if n_eval is not None and (isinstance(n_eval, bool) or not isinstance(n_eval, int) or n_eval <= 0):
@@ -101,7 +102,9 @@ class Evaluation:
         for owner in given:
             if owner not in names:
                 raise BenchInputError(f"attack config names {owner!r}, not an attack of this run ({', '.join(names)})")
-        return cls(names, text.strip() != "all", parse_norms(norm), eps_t, given, n_eval, adaptive)
+        if isinstance(binarization, bool) or not isinstance(binarization, int) or binarization < 0:
+            raise BenchInputError(f"binarization must be a number of examples >= 0, got {binarization!r}")
+        return cls(names, text.strip() != "all", parse_norms(norm), eps_t, given, n_eval, adaptive, binarization)
 
 
 @dataclass(frozen=True)
@@ -129,14 +132,15 @@ class RunRequest:
     def build(cls, defense: str | Sequence[str], attacks: str | Sequence[str] = "all", *,
               sets: Sequence[str] = (), sweep: str | None = None, norm: str = "all",
               eps: float | Sequence[float] | None = None, n_eval: int | None = None, adaptive: bool = True,
-              leaderboard: str | None = None, session: Session | None = None, **session_fields) -> "RunRequest":
+              leaderboard: str | None = None, session: Session | None = None, binarization: int = 0,
+              **session_fields) -> "RunRequest":
         """From the values a user types: `defense="ta-chain", attacks="all", sets=["temperature=20"]`."""
         session = session or Session(**session_fields)
         defenses = tuple(DEFENSES.resolve(_names(defense)))
         attack_names = ATTACKS.resolve(_names(attacks))
         per_defense, per_attack = split_overrides(list(sets), defenses, attack_names)
         evaluation = Evaluation.build(attacks, norm=norm, eps=eps, per_attack=per_attack, n_eval=n_eval,
-                                      adaptive=adaptive)
+                                      adaptive=adaptive, binarization=binarization)
         return cls(defenses, per_defense, evaluation, sweep, session, leaderboard)
 
 

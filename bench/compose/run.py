@@ -58,7 +58,7 @@ def eval_plan(session: OpenSession, evaluation: Evaluation) -> EvalPlan:
     budgets = budget_plan(evaluation.attacks, evaluation.norms, evaluation.eps, session.family,
                           tuple(session.dataset.shape), attacks_named=evaluation.attacks_named)
     return EvalPlan(session.request.dataset, budgets, evaluation.per_attack, evaluation.n_eval,
-                    session.request.seed, evaluation.adaptive)
+                    session.request.seed, evaluation.adaptive, evaluation.binarization)
 
 
 def plan_nodes(session: OpenSession, defenses, per_defense, sweep: str | None) -> list[TrainNode]:

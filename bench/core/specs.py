@@ -22,6 +22,7 @@ TRAIN_CACHE_VERSION = 1
 EVAL_CACHE_VERSION = 1
 RECORD_SCHEMA_VERSION = 1
 PROBE_VERSION = 3  # bump when the probes (bench/execute/probes.py) measure something else
+BINARIZATION_VERSION = 1  # bump when the binarization test (bench/execute/binarization.py) changes
 
 NORMS = ("linf", "l2", "l0")  # l0: eps is the fraction of input features that may change
 
@@ -124,6 +125,13 @@ class AttackSpec:
 def probe_id_of(model_id: str, dataset: str, n: int) -> str:
     """The id of a model's probes on the first `n` test examples of `dataset`."""
     return content_hash({"kind": "probes", "version": PROBE_VERSION, "model_id": model_id, "dataset": dataset, "n": n})
+
+
+def binarization_id_of(record_id: str, samples: int) -> str:
+    """The id of the binarization test of the attack of record `record_id` (same model, attack
+    config, budget, dataset and seed) on its first `samples` correctly classified examples."""
+    return content_hash({"kind": "binarization", "version": BINARIZATION_VERSION, "record_id": record_id,
+                         "samples": samples})
 
 
 def config_to_dict(cfg: Any) -> dict:

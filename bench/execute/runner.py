@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from bench import __version__
-from bench.core.specs import RECORD_SCHEMA_VERSION, config_to_dict, probe_id_of
+from bench.core.specs import RECORD_SCHEMA_VERSION, binarization_id_of, config_to_dict, probe_id_of
 from bench.execute.certify import run_certificate
 from bench.execute.evaluate import run_attack
 from bench.plan.attacks import PreparedAttack
@@ -54,6 +54,7 @@ class Runner:
         self.attacked: list[str] = []
         self.reused_records: list[str] = []
         self.probed: list[str] = []
+        self.binarized: list[str] = []
         self._models: dict[str, torch.nn.Module] = {}
         # --force: "all", or defense / attack names whose artifacts are recomputed (once per run)
         self.force = frozenset(force or ())
@@ -65,7 +66,7 @@ class Runner:
 
     def computed(self) -> int:
         """How many nodes this runner has computed (not reused) so far."""
-        return len(self.trained) + len(self.attacked) + len(self.probed)
+        return len(self.trained) + len(self.attacked) + len(self.probed) + len(self.binarized)
 
     def would_force(self, node_id: str, *names: str) -> bool:
         """Would `--force` recompute this node (not yet recomputed in this run)?"""
@@ -206,6 +207,33 @@ class Runner:
         self.store.save_probes(probe_id, probes)
         self.probed.append(probe_id)
         return probes
+
+    def binarization(self, node: TrainNode, prepared: PreparedAttack, n_eval: int | None, samples: int) -> dict:
+        """The binarization test of the planned attack on `node`'s model, on the first `samples`
+        examples of the evaluation slice it classifies correctly; cached like probes."""
+        from bench.execute.binarization import binarization_test
+
+        binarization_id = binarization_id_of(prepared.record_id, samples)
+        cached = self.store.load_binarization(binarization_id)
+        if cached is not None:
+            return cached
+        model = self.model(node)
+        x, y = self.dataset.eval_slice(n_eval)
+        with torch.no_grad():
+            correct = (model(x.to(self.device)).argmax(1).cpu() == y).nonzero().flatten()[:samples]
+        budget = prepared.spec.budget
+        started = time.perf_counter()
+        result = binarization_test(model, prepared.instantiate(), x[correct], y[correct], budget,
+                                   num_classes=self.dataset.num_classes, seed=prepared.spec.seed, device=self.device)
+        out = {"binarization_id": binarization_id, "record_id": prepared.record_id, "model_id": node.model_id,
+               **result.to_json(), "samples": samples, "examples": [int(i) for i in correct],
+               "wall_seconds": round(time.perf_counter() - started, 3)}
+        self.store.save_binarization(binarization_id, out)
+        self.binarized.append(binarization_id)
+        rate = "—" if result.success_rate is None else f"{result.success_rate:.0%}"
+        self.log(f"binarize {node.label:<39} {prepared.name:<6} {budget}: found {rate} of {len(result.counted)} "
+                 f"({'pass' if result.passed else 'fail' if result.passed is False else 'no counted example'})")
+        return out
 
     def _provenance(self, wall: float, started_at: str) -> dict:
         return {"distill_bench_version": __version__, "torch_version": torch.__version__,

@@ -15,11 +15,13 @@ from typing import ClassVar, Mapping, Sequence, Union
 from bench.assess import remedies
 from bench.assess.assessment import ModelAssessment
 from bench.core.errors import BenchInputError
-from bench.core.specs import Budget, probe_id_of
+from bench.assess.suite import MINIMUM_SUITE
+from bench.core.specs import Budget, binarization_id_of, probe_id_of
 from bench.plan.attacks import PreparedAttack, plan_attack
 from bench.plan.nodes import TrainNode, plan_model
 from bench.plugins.archs import base_arch
-from bench.plugins.registry import DEFENSES
+from bench.plugins.registry import ATTACKS, DEFENSES
+from bench.store.records import AttackInfo
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class EvalPlan:
     n_eval: int | None = None
     seed: int = 0
     adaptive: bool = True
+    binarization: int = 0  # examples per binarization test of each suite attack (0: none; docs/masking.md)
 
     @property
     def attacks(self) -> tuple[str, ...]:
@@ -122,7 +125,52 @@ class ProbeTask:
         return runner.store.load_probes(self.id) is not None
 
 
-Task = Union[TrainTask, AttackTask, ProbeTask]
+@dataclass(frozen=True)
+class BinarizationTask:
+    kind: ClassVar[str] = "binarize"
+    node: TrainNode
+    attack: PreparedAttack
+    n_eval: int | None
+    samples: int
+
+    @property
+    def id(self) -> str:
+        return binarization_id_of(self.attack.record_id, self.samples)
+
+    @property
+    def label(self) -> str:
+        return f"binarization test of {self.attack.name} {self.attack.spec.budget} on {self.node.label}"
+
+    @property
+    def deps(self) -> tuple[str, ...]:
+        return (self.node.model_id,)
+
+    def run(self, runner) -> None:
+        runner.binarization(self.node, self.attack, self.n_eval, self.samples)
+
+    def cached(self, runner) -> bool:
+        return runner.store.load_binarization(self.id) is not None
+
+
+Task = Union[TrainTask, AttackTask, ProbeTask, BinarizationTask]
+
+
+def binarization_tasks(tasks: list[Task], samples: int) -> list[BinarizationTask]:
+    """A binarization test for each attack task whose attack takes part in its threat model's minimum
+    suite (bench/assess/suite.py) at L∞ or L2, where the test is defined; transfer attacks craft on
+    another model and cannot see the binarized head, so they are not tested."""
+    out = []
+    for task in tasks:
+        if not isinstance(task, AttackTask) or task.attack.spec.budget.norm not in ("linf", "l2"):
+            continue
+        cls = ATTACKS.get(task.attack.name).obj
+        if cls.role in ("transfer", "certificate"):
+            continue
+        info = AttackInfo(task.attack.name, dict(task.attack.recorded_config), cls.library, "", cls.minimal_norm,
+                          cls.role, cls.loss_for(dict(task.attack.recorded_config)), cls.single_step)
+        if any(req.matches(info) for req in MINIMUM_SUITE.get(task.attack.spec.budget.norm, ())):
+            out.append(BinarizationTask(task.node, task.attack, task.n_eval, samples))
+    return out
 
 
 def train_tasks(nodes) -> list[TrainTask]:
@@ -195,6 +243,8 @@ def first_round(plan: EvalPlan | None, runner, nodes) -> list[Task]:
             tasks += attack_task(runner, node, name, plan.per_attack.get(name, {}), budget, plan.n_eval, plan.seed)
     refs = references(runner.store, nodes, runner.epochs)
     tasks += [probe_task(runner, node, plan.n_eval) for node in [*nodes, *refs]]
+    if plan.binarization:
+        tasks += binarization_tasks(tasks, plan.binarization)
     return _unique(tasks)
 
 

@@ -10,6 +10,8 @@ import json
 from typing import Iterable, Sequence
 
 from bench.assess.assessment import ModelAssessment
+from bench.report.binarization import binarization_markdown
+from bench.report.tables import md_table  # noqa: F401 - part of this module's API (cards, publish)
 from bench.report.board import Board, Cell, Page, Row, Table
 from bench.assess.masking import RULE_SUMMARY
 
@@ -30,15 +32,6 @@ def fmt_cell(cell: Cell | None, upper: bool = False) -> str:
     if cell.seeds > 1:
         text += f" ±{100 * cell.spread:.1f} ({cell.seeds} seeds)"
     return text
-
-
-def md_table(headers: Sequence[str], aligns: str, rows: Iterable[Sequence[str]]) -> list[str]:
-    """A markdown table; `aligns` has one letter per column: l(eft) or r(ight)."""
-    esc = lambda s: str(s).replace("|", "\\|")
-    lines = ["| " + " | ".join(headers) + " |",
-             "|" + "|".join(":--" if a == "l" else "--:" for a in aligns) + "|"]
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
-    return lines
 
 
 def _defense_cell(row: Row, link: bool) -> str:
@@ -263,6 +256,7 @@ def model_markdown(m: ModelAssessment, label: str, *, commands: Sequence[str] = 
         lines += md_table(["finding", "what", "fired", "threshold", "evidence", "source"], "llllll",
                           [[f.rule, f.title, "yes" if f.fired else "no", f.threshold,
                             _evidence_text(f.evidence) if f.evidence else "", f.source] for f in strength]) + [""]
+    lines += binarization_markdown(m)
     if m.reference is not None:
         lines += [f"Undefended reference (rule R7): `{m.reference.model_id}` (vanilla, same dataset, architecture, "
                   "seed and epochs).", ""]

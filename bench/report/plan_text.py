@@ -41,6 +41,10 @@ def estimate(task, runner, history) -> float | None:
         spec = task.attack.spec
         times = per_example.get((task.attack.name, spec.budget.norm, node.arch, node.dataset))
         return statistics.median(times) * spec.n if times else None
+    if task.kind == "binarize":  # one attack per example, each on its own binarized model
+        spec = task.attack.spec
+        times = per_example.get((task.attack.name, spec.budget.norm, node.arch, node.dataset))
+        return statistics.median(times) * task.samples if times else None
     return None  # probes: seconds at most
 
 
@@ -54,7 +58,7 @@ def _duration(seconds: float) -> str:
 
 def plan_text(tasks, runner, *, adaptive: bool) -> str:
     history = _history(runner.store)
-    lines = [f"{'status':<7} {'node':<7} {'id':<16}  {'estimate':>9}  what"]
+    lines = [f"{'status':<7} {'node':<8} {'id':<16}  {'estimate':>9}  what"]
     total, unknown, to_run = 0.0, 0, 0
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for task in topological(tasks):
@@ -67,7 +71,7 @@ def plan_text(tasks, runner, *, adaptive: bool) -> str:
                 unknown += 1
             total += est or 0.0
         shown = "—" if cached else ("?" if est is None and task.kind != "probe" else _duration(est or 0.0))
-        lines.append(f"{'cached' if cached else 'run':<7} {task.kind:<7} {task.id}  {shown:>9}  {task.label}")
+        lines.append(f"{'cached' if cached else 'run':<7} {task.kind:<8} {task.id}  {shown:>9}  {task.label}")
     parts = [f"{k}: {c[1]} to run, {c[0]} cached" for k, c in sorted(counts.items())]
     lines.append("")
     lines.append(f"plan: {len(tasks)} node(s) ({'; '.join(parts)})")

@@ -8,11 +8,12 @@ import io
 import json
 import math
 
+from bench.report.binarization import binarization_json
 from bench.report.board import Board, Row, Table
 from bench.report.cards import card_of
 
 LEADERBOARD_SCHEMA = "distill-bench/leaderboard"
-LEADERBOARD_SCHEMA_VERSION = 3  # 2: rows carry the certified lower bound; 3: models carry card, training_curves
+LEADERBOARD_SCHEMA_VERSION = 4  # 2: rows carry the certified lower bound; 3: models carry card, training_curves; 4: binarization
 
 
 def _clean(obj):
@@ -70,6 +71,7 @@ def board_json(board: Board) -> dict:
             "records": sorted(r.record_id for t in m.threats.values() for a in t.attacks.values() for r in a.records),
             "card": card.to_json() if (card := card_of(m.info.defense)) is not None else None,
             "training_curves": [dict(c) for c in m.info.training_curves],
+            "binarization": binarization_json(m),
         }
     return _clean({
         "schema": LEADERBOARD_SCHEMA, "schema_version": LEADERBOARD_SCHEMA_VERSION,

@@ -4,6 +4,7 @@ Layout under the store root (`--out`, default ./runs):
     models/<model_id>/model.safetensors, spec.json     a trained model and what made it
     records/<record_id>/record.json, per_example.csv    one model × attack × budget result
     probes/<probe_id>.json                              cheap model measurements (bench/execute/probes.py)
+    binarization/<binarization_id>.json                 binarization tests of attacks (bench/execute/binarization.py)
     index.sqlite                                        a cache of the files (rebuildable)
     locks/<id>.lock                                     one per node being computed
     tmp/                                                staging folders of writes in progress
@@ -42,7 +43,8 @@ from bench.core.errors import BenchInputError
 from bench.core.files import json_bytes, sha256_bytes, sha256_file, write_json_atomic
 from bench.store.folders import AtomicFolders, fsync_file
 from bench.store.index import StoreIndex, read_bytes
-from bench.store.integrity import CorruptArtifact, _check_content, seal  # noqa: F401 - seal: part of the store's API
+from bench.store.measurements import SealedJsonFolder
+from bench.store.integrity import CorruptArtifact, seal  # noqa: F401 - seal: part of the store's API
 from bench.store.verified import PER_EXAMPLE_COLUMNS, VerifiedReads  # noqa: F401 - the columns: part of the API
 
 
@@ -63,6 +65,9 @@ class Store(StoreIndex, VerifiedReads, AtomicFolders):
             d.mkdir(parents=True, exist_ok=True)
         self.store_id = self._identity()
         self.problems: dict[str, CorruptArtifact] = {}  # "model:<id>" / "record:<id>" -> what is wrong
+        self._probes = SealedJsonFolder(self.probes_dir, "probes", "probe_id", self.problems)
+        self._binarization = SealedJsonFolder(self.root / "binarization", "binarization", "binarization_id",
+                                              self.problems)
         self.trusted_factories: frozenset[str] = frozenset()  # factories the user named (`bench eval --factory`)
         self._weights_sha: dict[str, str] = {}
         self._remove_leftovers()
@@ -242,37 +247,27 @@ class Store(StoreIndex, VerifiedReads, AtomicFolders):
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         return list(self._db.execute(sql, params))
 
-    # --- probes ------------------------------------------------------------------------------
+    # --- probes and binarization tests: sealed JSON, recomputed when corrupt (measurements.py) ---
     def probes_path(self, probe_id: str) -> Path:
-        from bench.store.records import check_id
-
-        return self.probes_dir / f"{check_id(probe_id, 'probe id')}.json"
+        return self._probes.path(probe_id)
 
     def load_probes(self, probe_id: str) -> dict | None:
-        """Cached probes, or None when absent or corrupt (probes are cheap: recomputed)."""
-        path = self.probes_path(probe_id)
-        data = read_bytes(path)
-        if data is None:
-            return None
-        try:
-            probes = json.loads(data)
-        except ValueError:
-            probes = None
-        if _check_content(probes, "probes", "probe_id", probe_id) is not None:
-            self.problems[f"probes:{probe_id}"] = CorruptArtifact("probes", probe_id, "content hash mismatch", path)
-            return None
-        return probes
+        return self._probes.load(probe_id)
 
     def all_probes(self) -> list[dict]:
-        found = []
-        for path in sorted(self.probes_dir.glob("*.json")):
-            probes = self.load_probes(path.stem) if _valid_stem(path.stem) else None
-            if probes is not None:
-                found.append(probes)
-        return found
+        return self._probes.all()
 
     def save_probes(self, probe_id: str, probes: dict) -> None:
-        write_json_atomic(self.probes_path(probe_id), seal(probes, {}))
+        self._probes.save(probe_id, probes)
+
+    def load_binarization(self, binarization_id: str) -> dict | None:
+        return self._binarization.load(binarization_id)
+
+    def all_binarizations(self) -> list[dict]:
+        return self._binarization.all()
+
+    def save_binarization(self, binarization_id: str, result: dict) -> None:
+        self._binarization.save(binarization_id, result)
 
     def verify_weights(self) -> None:
         """Hash every model's weights (opening the store checks only the JSON and CSV files; weights
@@ -307,8 +302,3 @@ class Store(StoreIndex, VerifiedReads, AtomicFolders):
         self.refresh_index()
         return sealed
 
-
-def _valid_stem(stem: str) -> bool:
-    from bench.store.records import valid_id
-
-    return valid_id(stem)

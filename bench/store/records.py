@@ -210,6 +210,34 @@ class Probes:
 
 
 @dataclass(frozen=True)
+class Binarization:
+    """The binarization test of one attack record's attack on its model (bench/execute/binarization.py):
+    the share of counted examples where it found the adversarial point that exists by construction."""
+
+    binarization_id: str
+    record_id: str
+    model_id: str
+    attack: str
+    norm: str
+    eps: float
+    samples: int
+    counted: int
+    success_rate: float | None
+    pass_rate: float
+    passed: bool | None
+
+    @classmethod
+    def from_json(cls, b: Mapping[str, Any]) -> "Binarization":
+        rate = b.get("success_rate")
+        return cls(b["binarization_id"], b["record_id"], b["model_id"], b["attack"], b["norm"], float(b["eps"]),
+                   int(b["samples"]), int(b["counted"]), None if rate is None else float(rate), float(b["pass_rate"]),
+                   b.get("passed"))
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What made a model, from its spec.json (or, for a model whose spec is gone, its records)."""
 
@@ -243,9 +271,14 @@ class ResultSet:
     """Records, probes and model specs, with per-example outcomes loaded once on demand."""
 
     def __init__(self, records: Iterable[Record], probes: Iterable[Probes] = (),
-                 models: Mapping[str, ModelInfo] | None = None, load_per_example: PerExampleLoader | None = None):
+                 models: Mapping[str, ModelInfo] | None = None, load_per_example: PerExampleLoader | None = None,
+                 binarizations: Iterable[Binarization] = ()):
         self.records = sorted(records, key=lambda r: r.record_id)
         self.probes = sorted(probes, key=lambda p: (p.model_id, p.dataset, p.n))
+        # only tests of records in the set: a test of a deleted or edited record says nothing
+        ids = {r.record_id for r in self.records}
+        self.binarizations = sorted((b for b in binarizations if b.record_id in ids),
+                                    key=lambda b: (b.record_id, b.samples))
         known = dict(models or {})
         for rec in self.records:  # a model whose spec.json is missing is still described by its records
             known.setdefault(rec.model_id, ModelInfo.from_record(rec))
@@ -259,7 +292,8 @@ class ResultSet:
         records = [Record.from_json(r) for r in raw if wanted is None or r["model_id"] in wanted]
         probes = [Probes.from_json(p) for p in store.all_probes() if not dataset or p["dataset"] == dataset]
         models = {s["model_id"]: ModelInfo.from_spec(s) for s in store.models()}
-        return cls(records, probes, models, store.load_per_example)
+        binarizations = [Binarization.from_json(b) for b in store.all_binarizations()]
+        return cls(records, probes, models, store.load_per_example, binarizations)
 
     def per_example(self, record: Record) -> pd.DataFrame:
         """The record's per-example outcomes indexed by example index (position in the split)."""
@@ -269,7 +303,8 @@ class ResultSet:
 
     def subset(self, model_ids: Iterable[str]) -> "ResultSet":
         keep = set(model_ids)
-        out = ResultSet([r for r in self.records if r.model_id in keep], self.probes, self.models)
+        out = ResultSet([r for r in self.records if r.model_id in keep], self.probes, self.models,
+                        binarizations=self.binarizations)
         out._load = self._load
         return out
 
@@ -278,6 +313,14 @@ class ResultSet:
         for rec in self.records:
             out.setdefault(rec.model_id, []).append(rec)
         return out
+
+    def binarizations_of(self, model_id: str) -> tuple[Binarization, ...]:
+        """The model's binarization tests, the largest per record."""
+        best: dict[str, Binarization] = {}
+        for b in self.binarizations:
+            if b.model_id == model_id and (b.record_id not in best or b.samples > best[b.record_id].samples):
+                best[b.record_id] = b
+        return tuple(best[k] for k in sorted(best))
 
     def probes_of(self, model_id: str, dataset: str) -> Probes | None:
         """The model's probes on the largest evaluation slice probed."""
