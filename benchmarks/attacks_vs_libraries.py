@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--cw-steps", type=int, default=9, help="binary search steps, every C&W (default 9, the reference's)")
     parser.add_argument("--cw-iterations", type=int, default=100, help="iterations per search step, every C&W")
     parser.add_argument("--only", default="jsma,cw,minl2,pgd,autoattack", help="families to run (comma-separated)")
+    parser.add_argument("--ddn-steps", default="100,80", help="ddn-margin step counts to run (comma-separated)")
     parser.add_argument("--models", default="vanilla",
                         help="models the min-L2 family runs on: vanilla, defensive-distillation (comma-separated)")
     parser.add_argument("--skip", default="", help="implementations to skip, e.g. 'ART CarliniL2Method' (comma-separated)")
@@ -295,7 +296,9 @@ def main() -> None:
             cw_cfg = CarliniWagnerL2.Config(binary_search_steps=args.cw_steps, max_iterations=args.cw_iterations,
                                             initial_const=0.1, learning_rate=0.1, abort_early=True)
             min_row("distill-bench cw", CarliniWagnerL2(cw_cfg), f"{args.cw_steps} × {args.cw_iterations}")
-            min_row("distill-bench ddn-margin", DDNMargin(), "100 steps, logit margin")
+            for steps in (int(s) for s in args.ddn_steps.split(",")):
+                min_row(f"distill-bench ddn-margin ({steps} steps)", DDNMargin(DDNMargin.Config(steps=steps)),
+                        f"{steps} steps, log-sum-exp margin")
             min_row("Foolbox DDNAttack (ddn)", DDN(), "100 steps, cross-entropy")
             min_row("Foolbox L2FMNAttack (fmn)", FMN(), "100 steps, logit margin")
 

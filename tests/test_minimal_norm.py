@@ -1,5 +1,5 @@
 """The minimal-norm L2 attacks beside C&W on real digits: ours (`ddn-margin`) agrees with Foolbox's
-DDN where the softmax is informative, keeps its result where the softmax saturates (the reason it
+DDN where the softmax is informative, keeps its way where the softmax saturates (the reason it
 exists), and matches C&W's perturbations; Foolbox's FMN reaches its minimal points at every norm."""
 from __future__ import annotations
 
@@ -39,13 +39,15 @@ class Saturated(torch.nn.Module):
 
 
 def test_ddn_margin_matches_foolbox_ddn_and_cw_on_an_undefended_model(digits, digits_models):
+    """Where the softmax is informative, the log-sum-exp margin's normalised gradient is the
+    cross-entropy's: the same steps as Foolbox's DDN, to float noise."""
     model = digits_models["vanilla"]
     ours, ours_l2 = attack(model, DDNMargin(), digits, Budget("l2", 1.0))
     foolbox, foolbox_l2 = attack(model, DDN(), digits, Budget("l2", 1.0))
     cw_cfg = CarliniWagnerL2.Config(binary_search_steps=9, max_iterations=100, initial_const=0.1, learning_rate=0.1)
     cw, cw_l2 = attack(model, CarliniWagnerL2(cw_cfg), digits, Budget("l2", 1.0))
     assert ours["unbounded_success_rate"] == foolbox["unbounded_success_rate"] == 1.0
-    assert abs(ours_l2 - foolbox_l2) <= 0.05 * foolbox_l2, (ours_l2, foolbox_l2)
+    assert abs(ours_l2 - foolbox_l2) <= 0.01 * foolbox_l2, (ours_l2, foolbox_l2)
     assert ours_l2 <= 1.05 * cw_l2 and ours["robust_acc"] <= cw["robust_acc"] + 0.02, (ours_l2, cw_l2, ours, cw)
 
 
@@ -61,10 +63,12 @@ def test_ddn_margin_is_blind_to_a_saturated_softmax(digits, digits_models):
     ours_plain, plain_l2 = attack(plain, DDNMargin(), digits, Budget("l2", 1.0))
     ours, ours_l2 = attack(saturated, DDNMargin(), digits, Budget("l2", 1.0))
     foolbox, foolbox_l2 = attack(saturated, DDN(), digits, Budget("l2", 1.0))
-    # the margin's normalised gradient does not change with the logits' scale: the same points
-    assert ours["robust_acc"] == ours_plain["robust_acc"] and abs(ours_l2 - plain_l2) < 1e-3 * plain_l2
+    # the log-sum-exp margin keeps a direction where the cross-entropy has none: every input reached,
+    # at about the perturbations it finds on the unsaturated model
+    assert ours["unbounded_success_rate"] == 1.0 and abs(ours_l2 - plain_l2) <= 0.1 * plain_l2, (ours_l2, plain_l2)
     # cross-entropy DDN survives only through its random-noise fallback, and ends no better
     assert ours["robust_acc"] <= foolbox["robust_acc"] and ours_l2 <= foolbox_l2, (ours, foolbox, ours_l2, foolbox_l2)
+    assert ours_plain["unbounded_success_rate"] == 1.0
 
 
 @pytest.mark.parametrize("budget, reference", [
