@@ -79,6 +79,7 @@ def test_a_flipped_bit_or_foreign_weights_are_never_used(tmp_path, digits):
     (lambda rec, csv: csv.write_text("\n".join(csv.read_text().splitlines()[:3]) + "\n"), "per_example.csv"),
     (lambda rec, csv: rec.write_text(rec.read_text()[:50]), "not valid JSON"),
     (lambda rec, csv: csv.unlink(), "per_example.csv is missing"),
+    (lambda rec, csv: rec.unlink(), "record.json is missing beside per_example.csv"),
 ])
 def test_an_edited_or_truncated_record_is_reported_and_left_out(tmp_path, digits, corrupt, why):
     store, _, mid = _store_with_model(tmp_path, digits)
@@ -88,6 +89,13 @@ def test_an_edited_or_truncated_record_is_reported_and_left_out(tmp_path, digits
     again = Store(tmp_path)
     assert again.records() == [] and not again.has_record(rid)
     assert why in str(again.problems[f"record:{rid}"])
+
+
+def test_a_model_folder_without_its_spec_is_reported(tmp_path, digits):
+    _, _, mid = _store_with_model(tmp_path, digits)
+    (tmp_path / "models" / mid / "spec.json").unlink()
+    again = Store(tmp_path)
+    assert again.models() == [] and "spec.json is missing" in str(again.problems[f"model:{mid}"])
 
 
 def test_a_renamed_record_folder_is_corrupt_not_a_crash(tmp_path, digits):

@@ -94,7 +94,11 @@ class StoreIndex:
         for folder in self._folders(self.models_dir):
             data = read_bytes(folder / "spec.json")
             if data is None:
-                continue  # half-present: recomputed by the next run that needs it
+                # folders are renamed into place whole (folders.py): one without its spec was edited
+                if (folder / "model.safetensors").exists():
+                    self.problems[f"model:{folder.name}"] = CorruptArtifact(
+                        "model", folder.name, "spec.json is missing beside model.safetensors", folder)
+                continue
             try:
                 spec = self._verified_spec(folder.name, data)
             except CorruptArtifact as exc:
@@ -108,6 +112,9 @@ class StoreIndex:
         for folder in self._folders(self.records_dir):
             data = read_bytes(folder / "record.json")
             if data is None:
+                if (folder / "per_example.csv").exists():  # deleted by hand: say so, never drop it silently
+                    self.problems[f"record:{folder.name}"] = CorruptArtifact(
+                        "record", folder.name, "record.json is missing beside per_example.csv", folder)
                 continue
             try:
                 rec, _ = self._verified_record(folder.name, data, valid_models)
