@@ -115,21 +115,3 @@ def per_example(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def unit_l2(t: torch.Tensor) -> torch.Tensor:
     """Each example of `t` scaled to L2 norm 1 (zero stays zero)."""
     return t / per_example(t.flatten(1).norm(dim=1).clamp_min(1e-12), t)
-
-
-def foolbox_minimize(attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                     generator: torch.Generator) -> torch.Tensor:
-    """Run a Foolbox minimisation attack (DDN, FMN) untargeted with no budget: it returns the
-    smallest adversarial point it found per example, or the input where it found none (the
-    contract above); the harness judges it at every budget. Foolbox draws from torch's global RNG
-    (DDN's stand-in for a zero gradient), seeded here from `generator`."""
-    import warnings
-
-    with warnings.catch_warnings():  # Foolbox 3.3 imports a SciPy name SciPy deprecates: not the user's concern
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import foolbox
-
-    fmodel = foolbox.PyTorchModel(model, bounds=(0.0, 1.0), device=x.device)
-    with seeded_global_rng(generator, x.device):
-        raw, _, _ = attack(fmodel, x, y, epsilons=None)
-    return raw.detach()

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.core.errors import BenchInputError
-from bench.plugins.attacks.base import Attack, foolbox_minimize
+from bench.plugins.attacks.base import Attack
+from bench.plugins.attacks.foolbox_minimize import foolbox_minimize
 
 
 class FMN(Attack):
