@@ -162,3 +162,22 @@ def test_a_closed_pipe_ends_the_listing_quietly():
     proc.stdout.close()  # the reader is gone before anything is written (as `| head -1` after one line)
     err = proc.stderr.read()
     assert proc.wait() == 0 and "BrokenPipeError" not in err and "Traceback" not in err, err
+
+
+def test_an_empty_store_gets_an_estimate_for_every_node_from_the_cost_model(tmp_path, capsys):
+    """The mission's command on a store that has seen nothing: every node estimated (passes × the
+    model's measured seconds per pass, bench/plan/costs.py), each line saying where its estimate
+    came from; after a run, nodes like those come from history."""
+    out = tmp_path / "runs"
+    assert bench("run", "--defense", "ta-chain", "--attacks", "all", "--dataset", "digits", "--out", out,
+                 "--dry-run") == 0
+    lines = capsys.readouterr().out.splitlines()
+    nodes = [line for line in lines if line.startswith("run ")]
+    assert len(nodes) >= 25 and not out.exists()
+    assert all(line.split()[3] != "?" and line.split()[5] == "model" for line in nodes), nodes
+    assert any(f"0 from similar nodes in the store, {len(nodes)} from the cost model" in line for line in lines)
+    assert bench(*RUN, "--out", out) == 0
+    capsys.readouterr()
+    assert bench(*RUN, "--out", out, "--force", "--dry-run") == 0
+    text = capsys.readouterr().out
+    assert " history " in text

@@ -1,9 +1,10 @@
 """`bench run --dry-run`: the plan as text, each node cached or to run, with an estimate of its cost.
 
-Estimates come from the wall times the store recorded for similar nodes: training as seconds per
-epoch of the same defense, architecture and dataset; attacks as seconds per example of the same
-attack, norm, architecture and dataset. A node with no similar node in the store has no estimate
-(said so, never guessed).
+Estimates come first from the wall times the store recorded for similar nodes ("history"):
+training as seconds per epoch of the same defense, architecture and dataset; attacks as seconds
+per example of the same attack, norm, architecture and dataset. A node with no similar node is
+estimated by the cost model ("model": its passes of the model × seconds per pass measured here,
+bench/plan/costs.py); each line says which, and a node neither knows is shown as "?".
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import statistics
 from collections import defaultdict
 
 from bench.execute.executors import topological
+from bench.plan.costs import model_estimate
 
 
 def _history(store) -> tuple[dict, dict]:
@@ -30,7 +32,16 @@ def _history(store) -> tuple[dict, dict]:
     return per_epoch, per_example
 
 
-def estimate(task, runner, history) -> float | None:
+def estimate(task, runner, history) -> tuple[float | None, str]:
+    """(seconds, "history" | "model" | "")."""
+    seconds = _from_history(task, runner, history)
+    if seconds is not None:
+        return seconds, "history"
+    seconds = model_estimate(task, runner)
+    return (seconds, "model") if seconds is not None else (None, "")
+
+
+def _from_history(task, runner, history) -> float | None:
     per_epoch, per_example = history
     node = task.node
     if task.kind == "train":
@@ -45,7 +56,7 @@ def estimate(task, runner, history) -> float | None:
         spec = task.attack.spec
         times = per_example.get((task.attack.name, spec.budget.norm, node.arch, node.dataset))
         return statistics.median(times) * task.samples if times else None
-    return None  # probes: seconds at most
+    return None
 
 
 def _duration(seconds: float) -> str:
@@ -58,25 +69,30 @@ def _duration(seconds: float) -> str:
 
 def plan_text(tasks, runner, *, adaptive: bool) -> str:
     history = _history(runner.store)
-    lines = [f"{'status':<7} {'node':<8} {'id':<16}  {'estimate':>9}  what"]
+    lines = [f"{'status':<7} {'node':<8} {'id':<16}  {'estimate':>9}  {'from':<7}  what"]
     total, unknown, to_run = 0.0, 0, 0
+    sources: dict[str, int] = defaultdict(int)
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for task in topological(tasks):
         cached = task.cached(runner)
         counts[task.kind][0 if cached else 1] += 1
-        est = None if cached else estimate(task, runner, history)
+        est, source = (None, "") if cached else estimate(task, runner, history)
         if not cached:
             to_run += 1
-            if est is None and task.kind != "probe":
+            if est is None:
                 unknown += 1
+            else:
+                sources[source] += 1
             total += est or 0.0
-        shown = "—" if cached else ("?" if est is None and task.kind != "probe" else _duration(est or 0.0))
-        lines.append(f"{'cached' if cached else 'run':<7} {task.kind:<8} {task.id}  {shown:>9}  {task.label}")
+        shown = "—" if cached else ("?" if est is None else _duration(est))
+        lines.append(f"{'cached' if cached else 'run':<7} {task.kind:<8} {task.id}  {shown:>9}  {source:<7}  {task.label}")
     parts = [f"{k}: {c[1]} to run, {c[0]} cached" for k, c in sorted(counts.items())]
     lines.append("")
     lines.append(f"plan: {len(tasks)} node(s) ({'; '.join(parts)})")
-    note = f" ({unknown} node(s) with no similar node in the store are not estimated)" if unknown else ""
-    lines.append(f"estimated cost of the {to_run} node(s) to run: {_duration(total)}{note}")
+    said = [f"{sources['history']} from similar nodes in the store", f"{sources['model']} from the cost model"]
+    note = f"; {unknown} node(s) not estimated" if unknown else ""
+    lines.append(f"estimated cost of the {to_run} node(s) to run: {_duration(total)} ({', '.join(said)}{note}; "
+                 "bench/plan/costs.py)")
     if adaptive:
         lines.append("then: the adaptive stage, planned after the assessment (the attacks each masking flag calls "
                      "for; docs/masking.md)")
