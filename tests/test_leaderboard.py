@@ -240,7 +240,7 @@ def test_golden_markdown_and_json(board, fixed_store):
 
 def test_cli_formats(fixed_store, capsys):
     assert main(["leaderboard", "--out", str(fixed_store), "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out)["schema_version"] == 3
+    assert json.loads(capsys.readouterr().out)["schema_version"] == 4
     assert main(["leaderboard", "--out", str(fixed_store), "--format", "csv"]) == 0
     assert capsys.readouterr().out.startswith("dataset,norm,eps,rank")
 
