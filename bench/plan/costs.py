@@ -21,6 +21,8 @@ from typing import Mapping
 
 import torch
 
+from bench.core.errors import BenchInputError
+
 GRADIENT_STEP = 3.0  # a backward pass costs about two forwards
 # what every node pays besides its passes: loading the model, the harness's clean and adversarial
 # predictions, the adapter's copy, writing the artifact (measured: 0.2-0.5 s per node on digits)
@@ -123,7 +125,7 @@ def model_estimate(task, runner) -> float | None:
         return None
     try:
         per_forward = seconds_per_forward(node.arch, dataset, runner.device)
-    except Exception:  # an architecture that cannot be built here (an external model)
+    except (BenchInputError, KeyError, RuntimeError, ValueError):  # an architecture not buildable here (external)
         return None
     if task.kind == "train":
         passes = train_passes(node, dataset)

@@ -7,11 +7,11 @@ masking rules in docs/masking.md.
 from __future__ import annotations
 
 import json
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from bench.assess.assessment import ModelAssessment
 from bench.report.binarization import binarization_markdown
-from bench.report.tables import md_table  # noqa: F401 - part of this module's API (cards, publish)
+from bench.report.tables import md_table  # also imported from here by publish.py
 from bench.report.board import Board, Cell, Page, Row, Table
 from bench.assess.masking import RULE_SUMMARY
 
