@@ -9,7 +9,7 @@ The seconds per forward-equivalent are measured here, once per (architecture, da
 timing forward and backward passes of a freshly built model on a batch of 64 (a few seconds). A
 gradient step (one forward, one backward) counts as `GRADIENT_STEP` forward-equivalents. The passes
 of each attack are read from its loop and config; attacks that stop on an example once it is broken
-(AutoAttack's later components, Square, C&W's search, JSMA, DDN/FMN do not) pay their full cost only
+(AutoAttack's later components, Square, JSMA; PGD, C&W's search and DDN/FMN do not) pay their full cost only
 on the examples still robust, taken as `SURVIVE_ROBUST` of them for a model trained against a
 budget (its config has `eps`) and `SURVIVE_STANDARD` for any other — a prior, not a measurement,
 that the first similar record in the store replaces.
@@ -32,14 +32,19 @@ SURVIVE_STANDARD = 0.1
 _MEASURED: dict[tuple, float] = {}
 
 
-def seconds_per_forward(arch: str, dataset, device: torch.device, batch: int = 64) -> float:
+def seconds_per_forward(arch: str, dataset, device: torch.device, *, weights: bool) -> float:
     """Seconds per example per forward-equivalent for `arch` on `dataset`'s inputs here, measured
-    as the mean of a forward and a backward pass (divided by GRADIENT_STEP) over three repetitions."""
-    key = (arch, dataset.name, str(device))
+    as the mean of a forward and a backward pass (divided by GRADIENT_STEP) over three repetitions:
+    with `weights`, as training runs them (batch 128, gradients into the parameters too); without,
+    as attacks do (batch 256, the input's gradient only, which skips the weight gradients)."""
+    key = (arch, dataset.name, str(device), weights)
+    batch = 128 if weights else 256
     if key not in _MEASURED:
         from bench.plugins.archs import create_model
 
         model = create_model(arch, dataset).to(device).eval()
+        for p in model.parameters():
+            p.requires_grad_(weights)
         x = torch.rand(batch, *dataset.shape, device=device, requires_grad=True)
         y = torch.zeros(batch, dtype=torch.long, device=device)
         torch.nn.functional.cross_entropy(model(x), y).backward()  # warm-up (allocations, kernels)
@@ -68,7 +73,8 @@ def attack_passes(name: str, config: Mapping, norm: str, eps: float, dataset, ro
     if name == "fgsm":
         return g
     if name == "cw":
-        return c.get("binary_search_steps", 9) * c.get("max_iterations", 1000) * g * max(survive, 0.5)
+        # every example runs every search step; early abort ends few of them (benchmarks/README.md)
+        return c.get("binary_search_steps", 9) * c.get("max_iterations", 1000) * g
     if name in ("ddn", "ddn-margin", "fmn"):
         return c.get("steps", 100) * g + (10 if name == "fmn" else 0)
     if name == "apgd":
@@ -124,7 +130,7 @@ def model_estimate(task, runner) -> float | None:
     if getattr(node, "stored_id", None) is not None and task.kind == "train":
         return None
     try:
-        per_forward = seconds_per_forward(node.arch, dataset, runner.device)
+        per_forward = seconds_per_forward(node.arch, dataset, runner.device, weights=task.kind == "train")
     except (BenchInputError, KeyError, RuntimeError, ValueError):  # an architecture not buildable here (external)
         return None
     if task.kind == "train":
