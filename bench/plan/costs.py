@@ -6,7 +6,8 @@ example of similar nodes in the store — and falls back to this model, saying w
   seconds = forward-equivalents per example × examples × seconds per forward-equivalent
 
 The seconds per forward-equivalent are measured here, once per (architecture, dataset, device), by
-timing forward and backward passes of a freshly built model on a batch of 64 (a few seconds). A
+timing forward and backward passes of a freshly built model (a second or two): as attacks run them
+(input gradient only, batch 256) and as training does (weight gradients, batch 128). A
 gradient step (one forward, one backward) counts as `GRADIENT_STEP` forward-equivalents. The passes
 of each attack are read from its loop and config; attacks that stop on an example once it is broken
 (AutoAttack's later components, Square, JSMA; PGD, C&W's search and DDN/FMN do not) pay their full cost only
