@@ -22,7 +22,7 @@ TRAIN_CACHE_VERSION = 1
 EVAL_CACHE_VERSION = 1
 RECORD_SCHEMA_VERSION = 1
 PROBE_VERSION = 3  # bump when the probes (bench/execute/probes.py) measure something else
-BINARIZATION_VERSION = 1  # bump when the binarization test (bench/execute/binarization.py) changes
+BINARIZATION_VERSION = 2  # bump when the binarization test (bench/execute/binarization.py) changes
 
 NORMS = ("linf", "l2", "l0")  # l0: eps is the fraction of input features that may change
 

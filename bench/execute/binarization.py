@@ -31,7 +31,8 @@ from torch import nn
 
 from bench.core.specs import Budget
 from bench.execute.evaluate import run_attack
-from bench.plugins.attacks.base import Attack
+from bench.plugins.attacks.base import Attack, unit_l2
+from bench.plugins.attacks.noise import sample_in_ball
 
 
 @dataclass(frozen=True)
@@ -101,15 +102,16 @@ class BinaryReadout(nn.Module):
 
 
 def _ball(x: torch.Tensor, count: int, norm: str, radius: float, gen: torch.Generator, surface: bool) -> torch.Tensor:
-    shape = (count, *x.shape)
+    """`count` points around x: uniform in the ball (the noise attack's sampler), or on its surface
+    (a random corner at L∞, a random direction at L2), clipped to [0, 1]."""
+    copies = x[None].expand(count, *x.shape)
+    if not surface:
+        return sample_in_ball(copies, norm, radius, gen)
+    shape = copies.shape
     if norm == "linf":
-        delta = (torch.randint(0, 2, shape, generator=gen).float() * 2 - 1) if surface else torch.rand(shape, generator=gen) * 2 - 1
-        delta = delta * radius
+        delta = (torch.randint(0, 2, shape, generator=gen).float() * 2 - 1) * radius
     else:
-        direction = torch.randn(shape, generator=gen)
-        direction = direction / direction.flatten(1).norm(dim=1).view(-1, *([1] * x.dim()))
-        size = torch.ones(count) if surface else torch.rand(count, generator=gen) ** (1.0 / x.numel())
-        delta = direction * (radius * size).view(-1, *([1] * x.dim()))
+        delta = unit_l2(torch.randn(shape, generator=gen)) * radius
     return (x.cpu() + delta).clamp(0, 1).to(x.device)
 
 
@@ -185,16 +187,18 @@ def binarize(model: nn.Module, x: torch.Tensor, y: int, budget: Budget, num_clas
 
 
 def binarization_test(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, budget: Budget, *,
-                      num_classes: int, seed: int, device: torch.device, pass_rate: float = 0.9,
-                      inner: int = 199, random: int = 200, closeness: float = 0.9) -> BinarizationResult:
+                      num_classes: int, seed: int, device: torch.device, limit: int | None = None,
+                      pass_rate: float = 0.9, inner: int = 199, random: int = 200,
+                      closeness: float = 0.9) -> BinarizationResult:
     """Run `attack` on the binarized model of each example of (x, y) that `model` classifies
-    correctly; every adversarial point is judged by the harness (budget, [0, 1], re-prediction)."""
+    correctly (the first `limit` of them); every adversarial point is judged by the harness
+    (budget, [0, 1], re-prediction). Each sample's `index` is its position in x."""
     model = model.to(device).eval()
     with torch.no_grad():
         correct = model(x.to(device)).argmax(1).cpu() == y.cpu()
     gen = torch.Generator().manual_seed(seed)
     samples = []
-    for i in correct.nonzero().flatten().tolist():
+    for i in correct.nonzero().flatten().tolist()[:limit]:
         xi = x[i].to(device)
         binary, valid, trivial = binarize(model, xi, int(y[i]), budget, num_classes, gen, inner=inner, random=random,
                                           closeness=closeness)

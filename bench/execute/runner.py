@@ -217,16 +217,14 @@ class Runner:
         cached = self.store.load_binarization(binarization_id)
         if cached is not None:
             return cached
-        model = self.model(node)
         x, y = self.dataset.eval_slice(n_eval)
-        with torch.no_grad():
-            correct = (model(x.to(self.device)).argmax(1).cpu() == y).nonzero().flatten()[:samples]
         budget = prepared.spec.budget
         started = time.perf_counter()
-        result = binarization_test(model, prepared.instantiate(), x[correct], y[correct], budget,
-                                   num_classes=self.dataset.num_classes, seed=prepared.spec.seed, device=self.device)
+        result = binarization_test(self.model(node), prepared.instantiate(), x, y, budget,
+                                   num_classes=self.dataset.num_classes, seed=prepared.spec.seed, device=self.device,
+                                   limit=samples)
         out = {"binarization_id": binarization_id, "record_id": prepared.record_id, "model_id": node.model_id,
-               **result.to_json(), "samples": samples, "examples": [int(i) for i in correct],
+               **result.to_json(), "samples": samples, "examples": [s.index for s in result.samples],
                "wall_seconds": round(time.perf_counter() - started, 3)}
         self.store.save_binarization(binarization_id, out)
         self.binarized.append(binarization_id)
