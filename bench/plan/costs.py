@@ -23,6 +23,7 @@ from typing import Mapping
 import torch
 
 from bench.core.errors import BenchInputError
+from bench.plugins.registry import ATTACKS
 
 GRADIENT_STEP = 3.0  # a backward pass costs about two forwards
 # what every node pays besides its passes: loading the model, the harness's clean and adversarial
@@ -128,7 +129,7 @@ def train_passes(node, dataset) -> float | None:
 def model_estimate(task, runner) -> float | None:
     """Seconds for `task` by the cost model (None: no model for it)."""
     node, dataset = task.node, runner.dataset
-    if getattr(node, "stored_id", None) is not None and task.kind == "train":
+    if task.kind == "train" and node.stored_id is not None:
         return None
     try:
         per_forward = seconds_per_forward(node.arch, dataset, runner.device, weights=task.kind == "train")
@@ -139,7 +140,7 @@ def model_estimate(task, runner) -> float | None:
         return None if passes is None else NODE_OVERHEAD_S + passes * per_forward
     if task.kind in ("attack", "binarize"):
         spec = task.attack.spec
-        cls = _attack_class(task.attack.name)
+        cls = ATTACKS.get(task.attack.name).obj
         config = dict(task.attack.recorded_config)
         declared = getattr(cls, "cost", None)
         robust = hasattr(node.config, "eps")
@@ -153,8 +154,3 @@ def model_estimate(task, runner) -> float | None:
         return 10 * GRADIENT_STEP * len(dataset.eval_slice(task.n_eval)[1]) * per_forward
     return None
 
-
-def _attack_class(name: str):
-    from bench.plugins.registry import ATTACKS
-
-    return ATTACKS.get(name).obj

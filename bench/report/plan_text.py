@@ -48,14 +48,11 @@ def _from_history(task, runner, history) -> float | None:
         epochs = getattr(node.config, "epochs", None)
         times = per_epoch.get((node.defense, node.arch, node.dataset))
         return statistics.median(times) * epochs if times and epochs else None
-    if task.kind == "attack":
+    if task.kind in ("attack", "binarize"):  # a binarization test: one attack per example, `samples` of them
         spec = task.attack.spec
         times = per_example.get((task.attack.name, spec.budget.norm, node.arch, node.dataset))
-        return statistics.median(times) * spec.n if times else None
-    if task.kind == "binarize":  # one attack per example, each on its own binarized model
-        spec = task.attack.spec
-        times = per_example.get((task.attack.name, spec.budget.norm, node.arch, node.dataset))
-        return statistics.median(times) * task.samples if times else None
+        n = spec.n if task.kind == "attack" else task.samples
+        return statistics.median(times) * n if times else None
     return None
 
 
