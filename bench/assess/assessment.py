@@ -79,8 +79,8 @@ class ModelAssessment(ModelEvidence):
             low = t.clean.interval[0]
             reasons.append(f"clean accuracy not above chance (95% lower bound {100 * low:.1f}% ≤ "
                            f"{100 * t.majority_share:.1f}%, the best constant predictor)")
-        if self.diagnosis.suspected and not self.adapted(threat):
-            fired = self.diagnosis.fired
+        fired = self.fired_at(threat)
+        if fired and not self.adapted(threat):
             why = []
             unanswered = remedies.unanswered(fired, t.norm)
             if unanswered:
@@ -94,21 +94,30 @@ class ModelAssessment(ModelEvidence):
         if todo:
             reasons.append(f"an attack of the suite is weak on this model ({', '.join(weak)}, docs/masking.md): "
                            f"stronger attacks not run: {', '.join(p.label for p in todo)}")
+        persisting = [rule for rule in weak if rule in remedies.INDICATORS]
+        if persisting and not todo:  # their remedies ran, and the indicator still fires on the merged evidence
+            reasons.append(f"attack-failure indicator {', '.join(persisting)} still fires after its remedies ran "
+                           f"(docs/masking.md, \"Attack-failure indicators\")")
         return reasons
 
     def weak_at(self, threat: tuple[str, float]) -> list[str]:
-        """The attack-strength findings (W1, W2) that fired at this budget."""
+        """The attack-strength findings (W1-W4) that fired at this budget."""
         from bench.assess.rules import _threat_name  # the findings' evidence is keyed by it
 
         name = _threat_name(self.threats[threat])
         return [f.rule for f in self.diagnosis.strength if f.fired and name in f.evidence]
 
+    def fired_at(self, threat: tuple[str, float]) -> list[str]:
+        """The masking rules that fired on evidence at this budget's norm or on the model itself: the
+        verdict of its rows (docs/masking.md, "The verdict")."""
+        return self.diagnosis.fired_at(threat[0])
+
     def adapted(self, threat: tuple[str, float]) -> bool:
         """Every adaptive attack the fired rules call for has run at this budget (docs/masking.md)."""
-        if not self.diagnosis.suspected:
+        fired = self.fired_at(threat)
+        if not fired:
             return False
         t = self.threats[threat]
-        fired = self.diagnosis.fired
         return not remedies.unanswered(fired, t.norm) and not remedies.missing(fired, t.norm, t.records,
                                                                               self.has_teacher)
 

@@ -45,6 +45,35 @@ class AttackSummary:
     # which component broke each example, for an ensemble that reports it (AutoAttack); None otherwise
     broken_by: pd.Series | None = None
     derived: bool = False  # a component of an ensemble (AutoAttack's APGD-CE), read from its broken_by
+    # the harness's trace of the attack's queries (bench/execute/observer.py), per covered example:
+    # traced (queries seen), steady (some record's trace had flattened), silent successes counted
+    traced: pd.Series | None = None
+    steady: pd.Series | None = None
+    silent: int = 0
+
+    @property
+    def incomplete(self) -> pd.Series | None:
+        """Examples the attack left robust whose objective was still improving at the end of every
+        traced record of it (Pintor et al. 2022, incomplete optimisation); None without traces."""
+        if self.traced is None or not self.traced.any():
+            return None
+        idx = self.survived.index
+        return self.survived & self.traced.reindex(idx, fill_value=False) & ~self.steady.reindex(idx, fill_value=False)
+
+
+MOVING = 0.05  # Pintor et al. 2022: the rescaled best-so-far loss moved by more than this over the last steps
+
+
+def still_moving(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series] | None:
+    """(traced, moving) per example of a record's frame: the best-so-far objective, rescaled to
+    [0, 1] by its range, improved by more than MOVING over the last min(10, T) queries; None for a
+    record made without traces."""
+    if "trace_queries" not in frame.columns:
+        return None
+    traced = frame["trace_queries"].fillna(0).astype(float) > 1
+    span = frame["trace_best"] - frame["trace_low"]
+    moved = (frame["trace_best"] - frame["trace_before_last"]) / span.where(span > 0)
+    return traced, traced & (moved.fillna(0) > MOVING)
 
 
 @dataclass(frozen=True)
@@ -206,8 +235,15 @@ def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame],
         fooled = clean_r & (f["adv_pred"].astype(int) != f["label"].astype(int))
         key = _attack_key(r, losses_by_name)
         slot = per_attack.setdefault(key, {"records": [], "survived": None, "fooled": None, "clean": None,
-                                            "broken_by": None})
+                                            "broken_by": None, "traced": None, "steady": None, "silent": 0})
         slot["records"].append(r)
+        trace = still_moving(f)
+        if trace is not None:
+            traced, moving = trace
+            slot["traced"] = traced if slot["traced"] is None else traced.combine(slot["traced"], max, False)
+            steady = traced & ~moving
+            slot["steady"] = steady if slot["steady"] is None else steady.combine(slot["steady"], max, False)
+            slot["silent"] += int(f["silent_success"].astype(bool).sum()) if "silent_success" in f.columns else 0
         if "adapter_broken_by" in f.columns:
             by = f["adapter_broken_by"].fillna("").astype(str)
             slot["broken_by"] = by if slot["broken_by"] is None else slot["broken_by"].combine_first(
@@ -223,7 +259,8 @@ def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame],
     before = before & clean
     attacks = {
         key: AttackSummary(key, slot["records"][0].attack, sorted(slot["records"], key=lambda r: r.record_id),
-                           slot["survived"] & slot["clean"], slot["fooled"], slot["clean"], slot["broken_by"])
+                           slot["survived"] & slot["clean"], slot["fooled"], slot["clean"], slot["broken_by"],
+                           traced=slot["traced"], steady=slot["steady"], silent=slot["silent"])
         for key, slot in sorted(per_attack.items())
     }
     # AutoAttack runs APGD-CE first on every example: with its per-component results, APGD-CE alone

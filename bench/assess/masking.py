@@ -5,7 +5,9 @@ Each rule is a small function of a `ModelEvidence` (every threat model of one mo
 merged per example, and the model's probes) that returns a `Finding`: whether it fired, whether it
 could be evaluated, the numbers behind it, its threshold and its source. Rules select attacks by
 the role and loss they declare (bench/plugins/attacks/base.py), never by name, so a plugin attack takes
-part. The verdict belongs to the model: evidence from any threat model or slice counts.
+part. A verdict holds per norm: a rule that fired on evidence at one norm marks that norm's rows
+(any budget or slice of it counts); one that fired on the model itself (its probes) marks every
+norm; the other norms' rows name it without taking it as theirs (`Diagnosis.fired_at`).
 
 Rules that compare two attacks do so on the same examples, with an exact one-sided McNemar test
 (α = 0.05) on top of the rule's threshold on the observed gap (bench/assess/stats.py): a rule fires only
@@ -51,18 +53,33 @@ def verdict_text(fired: list[str], evaluated: list[str]) -> str:
     return "no masking detected" if evaluated else "not diagnosed"
 
 
-def verdict_cell(fired: list[str], evaluated: list[str], adapted: bool = False) -> str:
+def verdict_cell(fired: list[str], evaluated: list[str], adapted: bool = False,
+                 elsewhere: dict[str, list[str]] | None = None) -> str:
     """The verdict for a table cell: the fired rule ids (and whether the adaptive attacks ran), or
-    how many rules could be evaluated."""
+    how many rules could be evaluated; `elsewhere`: rules that fired at other norms only, named
+    without changing this row (their own page carries them)."""
     if fired:
-        return f"masked? {' '.join(fired)}" + (" · adapted" if adapted else "")
-    return f"none ({len(evaluated)}/{len(RULES)} rules)" if evaluated else "not diagnosed"
+        cell = f"masked? {' '.join(fired)}" + (" · adapted" if adapted else "")
+    else:
+        cell = f"none ({len(evaluated)}/{len(RULES)} rules)" if evaluated else "not diagnosed"
+    for norm, rules in sorted((elsewhere or {}).items()):
+        cell += f" · masking at {norm}: {' '.join(rules)} (its page)"
+    return cell
+
+
+def finding_norms(f: Finding) -> frozenset[str]:
+    """The norms a finding's evidence names ("linf 0.3", "pgd l2 1.5", "pgd-margin l0 0.01→0.05"):
+    empty for a finding about the model itself (its probes: zero gradients, randomness), which
+    holds at every norm."""
+    from bench.core.specs import NORMS
+
+    return frozenset(token for key in f.evidence for token in str(key).split() if token in NORMS)
 
 
 @dataclass
 class Diagnosis:
     findings: list[Finding]
-    strength: list[Finding] = None  # attack-strength findings W1, W2 (bench/assess/strength.py): not masking
+    strength: list[Finding] = None  # attack-strength findings W1-W4 (bench/assess/strength.py, indicators.py): not masking
 
     def __post_init__(self):
         if self.strength is None:
@@ -76,6 +93,21 @@ class Diagnosis:
     @property
     def fired(self) -> list[str]:
         return [f.rule for f in self.findings if f.fired]
+
+    def fired_at(self, norm: str) -> list[str]:
+        """Masking rules that fired on evidence at `norm`, or on the model itself (the probes): the
+        verdict of that norm's rows. Evidence at another norm marks that norm's page only."""
+        return [f.rule for f in self.findings if f.fired and (not finding_norms(f) or norm in finding_norms(f))]
+
+    def fired_elsewhere(self, norm: str) -> dict[str, list[str]]:
+        """norm → the rules that fired there and not at `norm` (the other pages link to them)."""
+        here = set(self.fired_at(norm))
+        out: dict[str, list[str]] = {}
+        for f in self.findings:
+            if f.fired and f.rule not in here:
+                for other in sorted(finding_norms(f)):
+                    out.setdefault(other, []).append(f.rule)
+        return out
 
     @property
     def evaluated(self) -> list[str]:

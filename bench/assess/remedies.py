@@ -22,6 +22,8 @@ Families (rule → attacks):
   approximation of its input transform (or the identity), plus the two above;
 - an attack of the suite weak on this model, or AutoAttack warning (W1, W2; not masking): APGD-T,
   APGD-CE with 5 restarts, PGD on the margin loss with 5 restarts (and for W2 Square with 3 restarts);
+- an attack stopped before it converged, or a minimal-norm attack that never broke some examples
+  (W3, W4: Pintor et al. 2022, bench/assess/indicators.py): the same attacks run longer;
 - a randomized model (R9): expectation over transformation (Athalye et al. 2018): PGD on the margin
   loss with gradients averaged over 20 draws, APGD-CE with 20 EOT iterations, AutoAttack's `rand`
   version.
@@ -73,8 +75,22 @@ STRONGER_WHITE_BOX = (
     Prescription("apgd", {"component": "apgd-ce", "restarts": 5}),
     Prescription("pgd-margin", {"restarts": 5}),
 )
+# attack-failure indicators (bench/assess/indicators.py): the same attacks run longer. For minimal-norm
+# L2 the longer attack is DDN on the margin rather than C&W 9 × 1,000: as small a median perturbation
+# as our C&W at a tenth of its cost (benchmarks/README.md, "Minimal-norm L2")
+MORE_ITERATIONS = (
+    Prescription("pgd-margin", {"steps": 200}),
+    Prescription("apgd", {"component": "apgd-ce", "iterations": 500}),
+    Prescription("ddn-margin", {"steps": 1000}),
+)
+UNCONSTRAINED = (
+    Prescription("ddn-margin", {"steps": 1000}),
+    Prescription("fmn", {"steps": 1000}),
+)
+INDICATORS = ("W3", "W4")  # findings that must clear, not only have their remedies run, for a rank
 FAMILIES: dict[str, tuple[Prescription, ...]] = {
     "W1": STRONGER_WHITE_BOX, "W2": STRONGER_WHITE_BOX + (Prescription("square", {"restarts": 3}),),
+    "W3": MORE_ITERATIONS, "W4": UNCONSTRAINED,
     "R1": SATURATION, "R6": SATURATION, "R7": SATURATION, "R8": SATURATION,
     "R2": SHATTERED, "R3": SHATTERED, "R4": SHATTERED, "R5": SHATTERED, "R10": UNAVAILABLE,
     "R9": RANDOMIZED,

@@ -206,15 +206,16 @@ def rule_ce_vs_margin_gap(m: ModelEvidence) -> Finding:
     # On properly trained robust models CE and margin losses land within a few points of each other
     # (Croce & Hein 2020, APGD-CE vs APGD-DLR); masking opens gaps of tens of points. 0.20 keeps a
     # small or briefly trained robust model (measured: 12 points on a 15-epoch digits AT model,
-    # n = 60) from a false flag. At L0 this compares softmax JSMA with JSMA on logits or a
-    # gradient-free L0 attack.
+    # n = 60) from a false flag. At L0 this compares softmax JSMA with JSMA on logits only.
     make = _finding("R6", "cross-entropy/softmax attacks far weaker than margin/logit attacks",
-                    "CE or softmax attack leaves > 20 points more than the best margin/logit or black-box attack, "
-                    "McNemar p < 0.05", "Carlini & Wagner 2016; Carlini et al. 2019 §4.3")
+                    "CE or softmax attack leaves > 20 points more than the best margin/logit or black-box attack "
+                    "(at L0: than JSMA on logits), McNemar p < 0.05", "Carlini & Wagner 2016; Carlini et al. 2019 §4.3")
     hits, seen = {}, False
     for t in m.threats.values():
         ce = t.strongest(is_ce_family)
-        logit = t.strongest(is_logit_family)
+        # at L0 like with like: softmax JSMA against JSMA on logits (same seed, so the same random
+        # targets), never against untargeted Sparse-RS, which beats a targeted attack on any model
+        logit = t.strongest(lambda a: is_logit_family(a) and (t.norm != "l0" or a.info.role == "gradient"))
         if ce is None or logit is None:
             continue
         seen = True
@@ -225,6 +226,16 @@ def rule_ce_vs_margin_gap(m: ModelEvidence) -> Finding:
     return make(bool(hits), seen, **hits)
 
 
+def _merged_survived(attacks: list[AttackSummary]) -> pd.Series:
+    """Per example: survived every one of `attacks` that covered it."""
+    merged = None
+    for a in attacks:
+        merged = a.survived if merged is None else (merged.reindex(merged.index.union(a.survived.index), fill_value=True)
+                                                   & a.survived.reindex(merged.index.union(a.survived.index),
+                                                                        fill_value=True))
+    return merged
+
+
 def rule_apparent_vs_actual(m: ModelEvidence) -> Finding:
     """A large gap between the claimed number and the worst case is masking only when no stronger
     *gradient* attack closes it: if one does (APGD, a margin loss, AutoAttack), the claimed attack
@@ -232,7 +243,8 @@ def rule_apparent_vs_actual(m: ModelEvidence) -> Finding:
     apart the same way). AutoAttack counts as a gradient attack here although it ends with Square:
     its per-component outcomes are not kept yet."""
     make = _finding("R8", "the defense's own evaluation claims far more than the worst case",
-                    "claimed (PGD-CE, or softmax JSMA at L0) − worst case > 20 points, McNemar p < 0.05, and no "
+                    "claimed (PGD-CE, or softmax JSMA at L0) − worst case (at L0: over the gradient attacks) > 20 "
+                    "points, McNemar p < 0.05, and no "
                     "stronger gradient attack within 20 points of the worst case",
                     "Athalye et al. 2018 §1 (apparent vs actual robustness); Pintor et al. 2022 (weak attack)")
     hits, weak, seen = {}, {}, False
@@ -241,14 +253,18 @@ def rule_apparent_vs_actual(m: ModelEvidence) -> Finding:
         if claimed is None or len(t.attacks) < 2:
             continue
         seen = True
-        gap = _compare(claimed, t.worst_survived, 0.20)
+        worst, worst_value = t.worst_survived, t.worst.value
+        if t.norm == "l0":  # like with like: targeted softmax JSMA against the gradient attacks only, not
+            worst = _merged_survived([a for a in t.attacks.values() if a.info.role == "gradient"])  # Sparse-RS
+            worst_value = float(worst.mean())
+        gap = _compare(claimed, worst, 0.20)
         if not gap.exceeds(0.20):
             continue
         stronger = t.strongest(lambda a: (is_iterative_gradient(a) and not is_ce_family(a))
                               or a.info.role == "ensemble")
-        entry = {claimed.key: round(claimed.accuracy.value, 4), "worst_case": round(t.worst.value, 4),
+        entry = {claimed.key: round(claimed.accuracy.value, 4), "worst_case": round(worst_value, 4),
                  "paired": gap.to_json()}
-        if stronger is not None and not _compare(stronger, t.worst_survived, 0.20).exceeds(0.20):
+        if stronger is not None and not _compare(stronger, worst, 0.20).exceeds(0.20):
             weak[_threat_name(t)] = {**entry, "closed_by": stronger.key,
                                      stronger.key: round(stronger.accuracy.value, 4)}
         else:

@@ -88,4 +88,10 @@ def rule_autoattack_warned(m: ModelEvidence) -> Finding:
     return make(bool(hits), seen, **hits)
 
 
-STRENGTH_RULES = [rule_white_box_weak, rule_autoattack_warned]
+def _indicator_rules():
+    from bench.assess.indicators import INDICATOR_RULES  # W3, W4: Pintor et al. 2022, from the harness's traces
+
+    return INDICATOR_RULES
+
+
+STRENGTH_RULES = [rule_white_box_weak, rule_autoattack_warned, *_indicator_rules()]

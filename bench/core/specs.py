@@ -19,7 +19,7 @@ from bench.core.errors import BenchInputError
 # Bump when a change to training or evaluation code changes what a spec produces, so that cached
 # artifacts made by older code are not silently reused.
 TRAIN_CACHE_VERSION = 1
-EVAL_CACHE_VERSION = 1
+EVAL_CACHE_VERSION = 2  # 2: records carry trace summaries and count silent successes (bench/execute/observer.py)
 RECORD_SCHEMA_VERSION = 1
 PROBE_VERSION = 3  # bump when the probes (bench/execute/probes.py) measure something else
 BINARIZATION_VERSION = 2  # bump when the binarization test (bench/execute/binarization.py) changes

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from bench.plugins.attacks.base import Attack
 from bench.core.errors import AttackContractError
 from bench.execute.guards import _adapter_copy, _check_forward_unchanged, _check_model_unchanged, _hook_signature
+from bench.execute.observer import TRACE_COLUMNS, QueryObserver, adopt_queried
 from bench.core.specs import Budget
 from bench.plugins.training import predict_logits
 
@@ -176,8 +177,12 @@ def run_attack(
     frozen = {k: v.detach().clone() for k, v in model.state_dict().items()}
     skipped = nonfinite_replaced = 0
     adapter_columns: dict[str, list] = {}  # what an adapter reports per example (e.g. AutoAttack's broken_by)
+    silent = torch.zeros(len(y), dtype=torch.bool)
+    traces = {c: torch.full((len(y),), float("nan")) for c in TRACE_COLUMNS}
+    traces["trace_queries"] = torch.zeros(len(y), dtype=torch.long)
     for start in range(0, len(todo), batch_size):
         idx = todo[start : start + batch_size]
+        observer = None
         xb, yb = x[idx].to(device), y[idx].to(device)
         status = gradient_status(model, xb, yb) if uses_gradient else [GRADIENT_OK] * len(idx)
         for i, st in zip(idx.tolist(), status):
@@ -187,11 +192,16 @@ def run_attack(
             skipped += len(idx)
         else:
             attacked = _adapter_copy(model)
-            hooks = _hook_signature(attacked)
-            x_adv = attack.run(attacked, xb.clone(), yb.clone(), budget=budget, num_classes=num_classes,
-                               generator=generator)  # the adapter gets its own copy of the inputs and model
-            _check_model_unchanged(attacked, frozen, attack.name)
-            _check_forward_unchanged(attacked, hooks, attack.name)
+            observer = QueryObserver(xb, yb, norm=budget.norm, eps=budget.eps, minimal_norm=attack.minimal_norm)
+            handle = observer.attach(attacked)  # the harness's own view of every query (bench/execute/observer.py)
+            try:
+                hooks = _hook_signature(attacked)
+                x_adv = attack.run(attacked, xb.clone(), yb.clone(), budget=budget, num_classes=num_classes,
+                                   generator=generator)  # the adapter gets its own copy of the inputs and model
+                _check_model_unchanged(attacked, frozen, attack.name)
+                _check_forward_unchanged(attacked, hooks, attack.name)
+            finally:
+                handle.remove()
             for column, values in (getattr(attack, "last_per_example", None) or {}).items():
                 if len(values) == len(idx):
                     slot = adapter_columns.setdefault(column, [""] * len(y))
@@ -207,7 +217,15 @@ def run_attack(
                     # otherwise check_adversarial refuses the output: an adapter defect
         _check_model_unchanged(model, frozen, attack.name)
         size_b, within_b, stray_b = check_adversarial(attack, xb, x_adv, budget)
-        adv_draws[:, idx] = predict_draws(model, x_adv.detach().to(device, xb.dtype), device, k)
+        draws_b = predict_draws(model, x_adv.detach().to(device, xb.dtype), device, k)
+        if observer is not None:  # silent successes: an adversarial query where the returned point is not
+            draws_b, size_b, within_b, stray_b, adopted = adopt_queried(
+                observer, lambda p: predict_draws(model, p.to(device, xb.dtype), device, k), xb, yb, draws_b,
+                size_b, within_b, stray_b)
+            silent[idx] = adopted
+            for column, values in observer.columns().items():
+                traces[column][idx] = values.cpu().to(traces[column].dtype)
+        adv_draws[:, idx] = draws_b
         sizes[idx] = size_b.cpu()
         within[idx] = within_b.cpu()
         stray[idx] = stray_b.cpu()
@@ -224,6 +242,9 @@ def run_attack(
     wrong = adv_draws != y
     adv_pred = adv_draws.gather(0, wrong.float().argmax(0, keepdim=True)).squeeze(0)  # a wrong draw, if any
     fooled_any_size = clean_correct & (adv_draws != y).any(0) & ~stray
+    if silent.any():
+        notes.append(f"silent success on {int(silent.sum())} examples (Pintor et al. 2022): the returned point was not "
+                     f"adversarial, one of the attack's own queries was; the harness judged that query and counts it")
     if stray.any():
         notes.append(f"{int(stray.sum())} outputs beyond the budget were nearer another input than their own: "
                      f"not counted as successes at any size")
@@ -239,6 +260,8 @@ def run_attack(
         "adv_correct": adv_correct.numpy(),
         "perturbation": sizes.numpy(),
         "gradient": grad_status,
+        "silent_success": silent.numpy(),
+        **{column: values.numpy() for column, values in traces.items()},
         **{f"adapter_{column}": values for column, values in sorted(adapter_columns.items())},
     })
     n_correct = int(clean_correct.sum())
@@ -257,6 +280,8 @@ def run_attack(
         "gradient_nonfinite": sum(st == GRADIENT_NONFINITE for st in grad_status),
         "gradient_zero": sum(st == GRADIENT_ZERO for st in grad_status),
         "draws": k,
+        "silent_success": int(silent.sum()),
+        "traced": int((traces["trace_queries"] > 0).sum()),  # examples with queries the harness saw
     }
     if randomized:  # the expected accuracies over draws, beside the all-draws ones
         metrics["expected_clean_acc"] = float((clean_draws == y).float().mean())

@@ -276,7 +276,7 @@ def adaptive_round(plan: EvalPlan, runner, assessments: Mapping[str, ModelAssess
             if t is None:
                 continue
             # masking rules (the model's verdict) and attack-strength findings at this budget
-            calls = (m.diagnosis.fired if m.diagnosis.suspected else []) + m.weak_at(threat)
+            calls = m.fired_at(threat) + m.weak_at(threat)
             for p in remedies.missing(calls, threat[0], t.records, m.has_teacher):
                 tasks += attack_task(runner, by_id[model_id], p.attack, dict(p.config), Budget(*threat),
                                      plan.n_eval, plan.seed, calls)

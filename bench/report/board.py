@@ -76,6 +76,7 @@ class Row:
     group: str = ""  # letters: ranked rows sharing one cannot be separated by the paired test
     n_examples: int = 0  # examples per seed (the evaluation set)
     adapted: bool = False  # masking flagged, and every adaptive attack it calls for has run
+    fired_elsewhere: dict = field(default_factory=dict)  # norm → rules that fired there only (not this row's verdict)
     robust_before: Cell | None = None  # the worst case before the adaptive stage's records
     adaptive_attacks: list[str] = field(default_factory=list)  # attacks the adaptive stage added
     certified: Cell | None = None  # the certified lower bound (certified ≤ true ≤ robust), when certifiers ran
@@ -167,16 +168,21 @@ def _row(label: str, members: list[ModelAssessment], threat: tuple[str, float]) 
             tagged = reason if len(members) == 1 else f"seed {m.info.seed}: {reason}"
             if tagged not in reasons:
                 reasons.append(tagged)
-    fired = sorted({r for m in members for r in m.diagnosis.fired})
+    fired = sorted({r for m in members for r in m.fired_at(threat)})  # this norm's evidence and the probes'
     evaluated = sorted({r for m in members for r in m.diagnosis.evaluated})
     adapted = bool(fired) and all(m.adapted(threat) for m in members)
+    elsewhere: dict[str, list[str]] = {}
+    for m in members:
+        for norm, rules in m.diagnosis.fired_elsewhere(threat[0]).items():
+            elsewhere[norm] = sorted((set(elsewhere.get(norm, [])) | set(rules)) - set(fired))
+    elsewhere = {k: v for k, v in elsewhere.items() if v}
     return Row(label=label, defense=first.info.defense, arch=first.info.arch,
                model_ids=[m.model_id for m in members], seeds=[m.info.seed for m in members],
                changes=first.changes, clean=Cell.of([t.clean for t in threats]),
                robust=Cell.of([t.worst for t in threats]), autoattack=cell(aa), claimed=cell(claimed),
                attacks={k: Cell.of([t.attacks[k].accuracy for t in threats]) for k in keys},
-               verdict=verdict_text(fired, evaluated), verdict_cell=verdict_cell(fired, evaluated, adapted),
-               fired=fired, evaluated=evaluated, reasons=reasons, n_examples=threats[0].clean.n, adapted=adapted,
+               verdict=verdict_text(fired, evaluated), verdict_cell=verdict_cell(fired, evaluated, adapted, elsewhere),
+               fired=fired, fired_elsewhere=elsewhere, evaluated=evaluated, reasons=reasons, n_examples=threats[0].clean.n, adapted=adapted,
                robust_before=Cell.of([t.worst_before for t in threats]),
                adaptive_attacks=sorted({a.key for t in threats for a in t.attacks.values()
                                         if any(r.adaptive for r in a.records)}),

@@ -11,7 +11,8 @@ from typing import Sequence
 
 from bench.assess.assessment import ModelAssessment
 from bench.report.binarization import binarization_markdown
-from bench.report.tables import md_table  # also imported from here by publish.py
+from bench.report.indicators import indicators_markdown
+from bench.report.tables import inline, md_table  # md_table also imported from here by publish.py
 from bench.report.board import Board, Cell, Page, Row, Table
 from bench.assess.masking import RULE_SUMMARY
 
@@ -36,9 +37,9 @@ def fmt_cell(cell: Cell | None, upper: bool = False) -> str:
 
 def _defense_cell(row: Row, link: bool) -> str:
     if link and len(row.model_ids) == 1:
-        return f"[{row.label}](models/{row.model_ids[0]}.md)"
+        return f"[{inline(row.label)}](models/{row.model_ids[0]}.md)"
     if link:
-        return f"{row.label} (" + ", ".join(f"[seed {s}](models/{m}.md)" for s, m in zip(row.seeds, row.model_ids)) + ")"
+        return f"{inline(row.label)} (" + ", ".join(f"[seed {s}](models/{m}.md)" for s, m in zip(row.seeds, row.model_ids)) + ")"
     return row.label
 
 
@@ -123,7 +124,7 @@ def evidence_markdown(assessment: ModelAssessment, label: str) -> list[str]:
     fired = [f for f in d.findings if f.fired]
     if not fired:
         return []
-    lines = [f"### {label} (`{assessment.model_id}`): {d.verdict}", ""]
+    lines = [f"### {inline(label)} (`{assessment.model_id}`): {d.verdict}", ""]
     for f in fired:
         lines.append(f"- **{f.rule}** {f.title} ({f.threshold}; {f.source}): {_evidence_text(f.evidence)}")
     return lines + [""]
@@ -232,7 +233,7 @@ def model_markdown(m: ModelAssessment, label: str, *, commands: Sequence[str] = 
     from bench.report.cards import card_markdown, card_of, curve_markdown
 
     info = m.info
-    lines = [f"# {label} · {info.arch} · {info.dataset}", "",
+    lines = [f"# {inline(label)} · {info.arch} · {info.dataset}", "",
              f"Model `{m.model_id}`; defense `{info.defense}`, seed {info.seed}, config:", "",
              "```json", json.dumps(dict(info.config), indent=2, sort_keys=True), "```", ""]
     if info.upstream:
@@ -256,6 +257,7 @@ def model_markdown(m: ModelAssessment, label: str, *, commands: Sequence[str] = 
         lines += md_table(["finding", "what", "fired", "threshold", "evidence", "source"], "llllll",
                           [[f.rule, f.title, "yes" if f.fired else "no", f.threshold,
                             _evidence_text(f.evidence) if f.evidence else "", f.source] for f in strength]) + [""]
+    lines += indicators_markdown(m)
     lines += binarization_markdown(m)
     if m.reference is not None:
         lines += [f"Undefended reference (rule R7): `{m.reference.model_id}` (vanilla, same dataset, architecture, "
@@ -284,7 +286,7 @@ def model_markdown(m: ModelAssessment, label: str, *, commands: Sequence[str] = 
                            "record"], "lllrrrrl", rows) + [""]
     notes = sorted({note for t in m.threats.values() for a in t.attacks.values() for r in a.records for note in r.notes})
     if notes:
-        lines += ["## What the attacks reported", ""] + [f"- {n}" for n in notes] + [""]
+        lines += ["## What the attacks reported", ""] + [f"- {inline(n)}" for n in notes] + [""]
     if m.probes is not None:
         keep = {k: v for k, v in m.probes.raw.items() if k != "ce_grad_l1_per_example"}
         lines += [f"## Probes (n = {m.probes.n})", "", "```json", json.dumps(keep, indent=2, sort_keys=True), "```", ""]

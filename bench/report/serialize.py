@@ -9,11 +9,12 @@ import json
 import math
 
 from bench.report.binarization import binarization_json
+from bench.report.indicators import indicators_json
 from bench.report.board import Board, Row, Table
 from bench.report.cards import card_of
 
 LEADERBOARD_SCHEMA = "distill-bench/leaderboard"
-LEADERBOARD_SCHEMA_VERSION = 4  # 2: rows carry the certified lower bound; 3: models carry card, training_curves; 4: binarization
+LEADERBOARD_SCHEMA_VERSION = 5  # 2: rows carry the certified lower bound; 3: models carry card, training_curves; 4: binarization; 5: indicators
 
 
 def _clean(obj):
@@ -41,7 +42,7 @@ def _row(row: Row) -> dict:
         "autoattack": row.autoattack.to_json() if row.autoattack else None,
         "claimed": row.claimed.to_json() if row.claimed else None,
         "attacks": {k: c.to_json() for k, c in row.attacks.items()},
-        "verdict": row.verdict, "rules_fired": row.fired, "rules_evaluated": row.evaluated, "reasons": row.reasons,
+        "verdict": row.verdict, "rules_fired": row.fired, "rules_fired_elsewhere": row.fired_elsewhere, "rules_evaluated": row.evaluated, "reasons": row.reasons,
         "adapted": row.adapted, "robust_before_adaptation": row.robust_before.to_json() if row.robust_before else None,
         "adaptive_attacks": row.adaptive_attacks,
         "certified": row.certified.to_json() if row.certified else None, "not_certifiable": row.not_certifiable,
@@ -72,6 +73,7 @@ def board_json(board: Board) -> dict:
             "card": card.to_json() if (card := card_of(m.info.defense)) is not None else None,
             "training_curves": [dict(c) for c in m.info.training_curves],
             "binarization": binarization_json(m),
+            "indicators": indicators_json(m),
         }
     return _clean({
         "schema": LEADERBOARD_SCHEMA, "schema_version": LEADERBOARD_SCHEMA_VERSION,

@@ -1,0 +1,116 @@
+"""Attack-failure indicators (Pintor et al. 2022, "Indicators of Attack Failure"), computed from what
+the harness itself saw of each attack (bench/execute/observer.py), never from what an adapter says.
+
+- **Silent success** — an earlier query was adversarial, the returned point is not. Remedied inside
+  the record: the harness judges that query like a returned point and counts it (the record's
+  `silent_success` column; the page's indicator table shows the count).
+- **Incomplete optimisation** (W3) — on the examples an iterative white-box attack left robust,
+  its best-so-far objective (the margin inside the budget; minus the size of a misclassified point
+  for a minimal-norm attack), rescaled to [0, 1] by its range, still moved by more than 0.05 over
+  the last min(10, T) queries in every record of that attack.
+- **Unconstrained attack failure** (W4) — a minimal-norm attack is unconstrained: on a correctly
+  classified example it must find *some* misclassified point. Examples it never broke at any size
+  mean the attack failed, not that the model is robust.
+- **Unavailable gradients** and **unstable predictions** are the records' gradient status and
+  the probes' randomness checks (rules R9, R10 and the per-example `gradient` column).
+- **Transfer failure** is not evaluated yet: the transfer attack's surrogate queries are not seen.
+
+W3 and W4 are attack-strength findings (bench/assess/strength.py): they prescribe more iterations
+(bench/assess/remedies.py `MORE_ITERATIONS`), and a row is ranked at that budget only when the
+prescribed attacks have run *and* the indicator no longer fires — otherwise "≤ X", named.
+"""
+from __future__ import annotations
+
+from bench.assess.evidence import ModelEvidence
+from bench.assess.rules import Finding, _finding, _threat_name, is_iterative_gradient
+
+# an indicator fires when the examples it concerns could move the attack's accuracy by more than this
+SHARE = 0.01
+
+
+def _fires(count: int, n: int) -> bool:
+    return count >= 2 and count > SHARE * n
+
+
+def _unconverged(t) -> tuple[int, dict]:
+    """Examples robust in the worst case that an iterative white-box attack traced as still improving
+    and on which none of them converged (a converged trace of any attack settles the example)."""
+    moving, steady, per_attack = None, None, {}
+    for a in t.attacks.values():
+        if a.derived or not is_iterative_gradient(a) or a.incomplete is None:
+            continue
+        idx = t.examples
+        incomplete = a.incomplete.reindex(idx, fill_value=False)
+        settled = a.steady.reindex(idx, fill_value=False)
+        moving = incomplete if moving is None else moving | incomplete
+        steady = settled if steady is None else steady | settled
+        if int(incomplete.sum()):
+            per_attack[a.key] = int(incomplete.sum())
+    if moving is None:
+        return -1, {}
+    count = int((moving & ~steady & t.worst_survived.reindex(t.examples, fill_value=False)).sum())
+    return count, per_attack
+
+
+def rule_incomplete_optimisation(m: ModelEvidence) -> Finding:
+    make = _finding("W3", "an attack stopped before its loss converged",
+                    "on > 1% of the evaluation set (and at least 2 examples) left robust, an iterative white-box "
+                    "attack's best-so-far objective, rescaled to [0, 1], still moved by > 0.05 over its last "
+                    "min(10, T) queries, and no such attack converged there",
+                    "Pintor et al. 2022, incomplete optimization")
+    hits, seen = {}, False
+    for t in m.threats.values():
+        if t.norm == "l0":  # JSMA and Sparse-RS stop at their budget of pixels: more iterations cannot help
+            continue
+        count, per_attack = _unconverged(t)
+        if count < 0:
+            continue
+        seen = True
+        if _fires(count, len(t.examples)):
+            hits[_threat_name(t)] = {"unconverged robust examples": count, "still improving per attack": per_attack}
+    return make(bool(hits), seen, **hits)
+
+
+def rule_unconstrained_failure(m: ModelEvidence) -> Finding:
+    make = _finding("W4", "a minimal-norm attack failed without a budget",
+                    "on > 1% of the evaluation set (and at least 2 examples), correctly classified and robust in the "
+                    "worst case, no minimal-norm (unconstrained) attack found a misclassified point at any size",
+                    "Pintor et al. 2022, unconstrained attack failure")
+    hits, seen = {}, False
+    for t in m.threats.values():
+        found, per_attack = None, {}
+        for a in t.attacks.values():
+            if a.derived or not a.info.minimal_norm:
+                continue
+            fooled = a.fooled_any_size.reindex(t.examples, fill_value=False)
+            found = fooled if found is None else found | fooled
+            u = a.unbounded_success
+            per_attack[a.key] = f"never broke {u.n - u.correct} of {u.n}"
+        if found is None:
+            continue
+        seen = True
+        count = int((t.worst_survived.reindex(t.examples, fill_value=False) & ~found).sum())
+        if _fires(count, len(t.examples)):
+            hits[_threat_name(t)] = {"robust examples no minimal-norm attack broke at any size": count, **per_attack}
+    return make(bool(hits), seen, **hits)
+
+
+INDICATOR_RULES = [rule_incomplete_optimisation, rule_unconstrained_failure]
+
+
+def indicator_rows(t) -> list[dict]:
+    """Per attack at one threat model: the examples the harness traced, the silent successes it
+    counted, the examples it left robust and those still improving at the end, and (minimal-norm
+    attacks) the examples never broken at any size; None where not recorded or not applicable."""
+    rows = []
+    for a in t.attacks.values():
+        if a.derived:
+            continue
+        traced = int(a.traced.sum()) if a.traced is not None else None
+        incomplete = a.incomplete
+        unbounded = a.unbounded_success if a.info.minimal_norm else None
+        rows.append({"attack": a.key, "traced": traced, "silent_success": None if traced is None else a.silent,
+                     "robust": int(a.survived.sum()),
+                     "still_improving": None if incomplete is None else int(incomplete.sum()),
+                     "never_broken": None if unbounded is None else unbounded.n - unbounded.correct})
+    return rows

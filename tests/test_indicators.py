@@ -1,0 +1,161 @@
+"""Attack-failure indicators (issue 24, items 1-3; Pintor et al. 2022) from the harness's own view of
+each attack's queries (bench/execute/observer.py): a silent success is judged and counted, a point
+outside the budget never is; an attack stopped after two steps is flagged (W3), its remedy runs and
+the flag clears; a minimal-norm attack that never breaks some examples is flagged (W4) until an
+attack breaks them at some size."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bench.core.specs import Budget
+from bench.execute.evaluate import run_attack
+from bench.plugins.attacks.base import Attack
+from bench.plugins.attacks.pgd_margin import PGDMargin
+from recordkit import make_record, model_spec, result_set
+
+CPU = torch.device("cpu")
+
+
+class SilentPGD(Attack):
+    """Runs our margin PGD on the model it is given, then returns the clean inputs: every success
+    of PGD is silent."""
+
+    name, norms, loss, role = "silent-pgd", frozenset({"linf"}), "margin", "gradient"
+
+    def __init__(self, cfg=None):
+        super().__init__(cfg)
+        self.inner = PGDMargin(PGDMargin.Config())
+
+    def run(self, model, x, y, *, budget, num_classes, generator):
+        self.inner.run(model, x, y, budget=budget, num_classes=num_classes, generator=generator)
+        return x
+
+
+class OutsideQuery(Attack):
+    """Queries the model at points far outside the budget (the other examples' images, which it
+    misclassifies as the wrong label), then returns the clean inputs."""
+
+    name, norms, loss, role = "outside-query", frozenset({"linf"}), "margin", "gradient"
+
+    def run(self, model, x, y, *, budget, num_classes, generator):
+        model(x.roll(1, 0))
+        return x
+
+
+def _run(model, attack, x, y, eps=0.1):
+    return run_attack(model, attack, x, y, Budget("linf", eps), num_classes=10, seed=0, device=CPU, quiet=True)
+
+
+def test_a_silent_success_is_judged_by_the_harness_and_counted(digits, digits_models):
+    model = digits_models["vanilla"].eval()
+    x, y = digits.x_test[:60], digits.y_test[:60]
+    pgd = _run(model, PGDMargin(PGDMargin.Config()), x, y)
+    silent = _run(model, SilentPGD(), x, y)
+    assert pgd.metrics["robust_acc"] < pgd.metrics["clean_acc"] - 0.2  # PGD breaks examples at ε 0.1
+    assert silent.metrics["robust_acc"] == pytest.approx(pgd.metrics["robust_acc"], abs=2 / 60)
+    broken = int(((silent.per_example.clean_correct) & ~silent.per_example.adv_correct).sum())
+    assert silent.metrics["silent_success"] == broken > 0
+    assert silent.per_example["silent_success"].sum() == broken
+    assert any("silent success" in n for n in silent.notes)
+    assert pgd.metrics["silent_success"] == 0  # PGD returns its best point itself
+    # the harness saw every query: 40 steps + the final check per example
+    attacked = silent.per_example[silent.per_example.clean_correct]
+    assert (attacked.trace_queries > 40).all()
+
+
+def test_a_query_outside_the_budget_is_never_counted(digits, digits_models):
+    model = digits_models["vanilla"].eval()
+    x, y = digits.x_test[:60], digits.y_test[:60]
+    outside = _run(model, OutsideQuery(), x, y)
+    assert outside.metrics["robust_acc"] == outside.metrics["clean_acc"]
+    assert outside.metrics["silent_success"] == 0
+
+
+def test_an_attack_that_queries_subsets_is_traced_on_every_example(digits, digits_models):
+    """Square queries only the examples it has not broken yet: each row is matched to its example."""
+    from bench.plugins.attacks.square import Square
+
+    model = digits_models["vanilla"].eval()
+    x, y = digits.x_test[:40], digits.y_test[:40]
+    out = _run(model, Square(Square.Config(n_queries=200)), x, y)
+    attacked = out.per_example[out.per_example.clean_correct]
+    assert (attacked.trace_queries > 1).all()
+    robust = attacked[attacked.adv_correct]
+    assert (robust.trace_queries >= 200).all()
+
+
+def test_an_attack_stopped_after_two_steps_is_flagged_its_remedy_runs_and_the_flag_clears(tmp_path, capsys):
+    """Through the command line: margin PGD with 2 steps leaves examples whose margin still rises at
+    the end (W3); without the adaptive stage the row is not ranked for that reason; with it, PGD with
+    200 steps and APGD-CE with 500 iterations run, the indicator clears and the row is ranked."""
+    from bench.cli import main
+
+    args = ["run", "--defense", "vanilla", "--dataset", "digits", "--epochs", "10", "--attacks",
+            "pgd,pgd-margin,autoattack,square", "--norm", "linf", "--eps", "0.1", "--n-eval", "40",
+            "--set", "square.n_queries=300",
+            "--set", "pgd-margin.steps=2", "--set", "pgd-margin.step_factor=0.5", "--quiet", "--out", str(tmp_path)]
+    assert main([*args, "--no-adaptive"]) == 0
+    board = json.loads((tmp_path / "leaderboard.json").read_text())
+    (model,) = board["models"].values()
+    w3 = next(f for f in model["strength"] if f["rule"] == "W3")
+    assert w3["fired"] and w3["evidence"]["linf 0.1"]["still improving per attack"]["pgd-margin"] >= 2
+    rows = {r["attack"]: r for r in model["indicators"]["linf 0.1"]}
+    assert rows["pgd-margin"]["still_improving"] >= 2 and rows["pgd-margin"]["traced"] > 0
+    (row,) = board["pages"][0]["tables"][0]["rows"]
+    assert not row["ranked"] and any("W3" in r and "pgd-margin (steps=200)" in r for r in row["reasons"])
+    capsys.readouterr()
+    assert main(["leaderboard", "publish", "--out", str(tmp_path), "--dest", str(tmp_path / "pub")]) == 0
+    page = (tmp_path / "pub" / "models" / f"{next(iter(board['models']))}.md").read_text()
+    assert "## Attack-failure indicators" in page and "| pgd-margin |" in page
+
+    assert main(args) == 0
+    board = json.loads((tmp_path / "leaderboard.json").read_text())
+    (model,) = board["models"].values()
+    w3 = next(f for f in model["strength"] if f["rule"] == "W3")
+    assert not w3["fired"]
+    (row,) = board["pages"][0]["tables"][0]["rows"]
+    assert row["ranked"], row["reasons"]
+
+
+AT = model_spec("c000000000000002", "adversarial-training", {"epochs": 5})
+N = 100
+
+
+def _minimal(attack, survived, fooled_any_size, config=None):
+    rec, frame = make_record(AT, attack, "l2", 1.5, survived, fooled_any_size=fooled_any_size, attack_config=config)
+    rec["spec"]["attack"]["minimal_norm"] = True
+    return rec, frame
+
+
+def test_a_minimal_norm_attack_that_never_breaks_examples_is_flagged_until_one_does():
+    from bench.assess.assessment import assess
+
+    robust = [True] * 60 + [False] * 40
+    cw = _minimal("cw", robust, [False] * 50 + [True] * 50)  # 50 of the 60 robust never broken at any size
+    pgd = make_record(AT, "pgd-margin", "l2", 1.5, robust)
+    m = assess(result_set([cw, pgd], [AT]))[AT["model_id"]]
+    w4 = next(f for f in m.diagnosis.strength if f.rule == "W4")
+    assert w4.fired and w4.evidence["l2 1.5"]["robust examples no minimal-norm attack broke at any size"] == 50
+    assert any("W4" in r and "ddn-margin (steps=1000)" in r for r in m.rank_blockers(("l2", 1.5)))
+
+    ddn = _minimal("ddn-margin", robust, [False] * 60 + [True] * 40, {"steps": 1000})
+    fmn = _minimal("fmn", robust, [True] * 100, {"steps": 1000})  # breaks every example at some size
+    m = assess(result_set([cw, pgd, ddn, fmn], [AT]))[AT["model_id"]]
+    w4 = next(f for f in m.diagnosis.strength if f.rule == "W4")
+    assert w4.evaluated and not w4.fired
+    assert not any("W4" in r for r in m.rank_blockers(("l2", 1.5)))
+
+
+def test_an_indicator_that_persists_after_its_remedies_keeps_the_row_unranked():
+    from bench.assess.assessment import assess
+
+    robust = [True] * 60 + [False] * 40
+    cw = _minimal("cw", robust, [False] * 50 + [True] * 50)
+    pgd = make_record(AT, "pgd-margin", "l2", 1.5, robust)
+    ddn = _minimal("ddn-margin", robust, [False] * 50 + [True] * 50, {"steps": 1000})
+    fmn = _minimal("fmn", robust, [False] * 50 + [True] * 50, {"steps": 1000})
+    m = assess(result_set([cw, pgd, ddn, fmn], [AT]))[AT["model_id"]]
+    assert any("W4 still fires after its remedies ran" in r for r in m.rank_blockers(("l2", 1.5)))
