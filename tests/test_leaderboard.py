@@ -181,10 +181,18 @@ def test_every_accuracy_has_an_interval_and_the_ranked_table_has_at_most_eight_c
 
 
 def assert_pages_agree(pages: dict[str, bytes]) -> int:
-    """For every model on every leaderboard page: the verdict in its table row equals the verdict in
-    the page's evidence section and on its model page. Returns how many (page, model) pairs it checked."""
+    """For every model on every leaderboard page: the verdict in its table row is the JSON row's
+    (the rules that fired at that page's norm, and those that fired at other norms only, named),
+    and the model's verdict is the one in the page's evidence section and on its model page.
+    Returns how many (page, model) pairs it checked."""
     data = json.loads(pages["leaderboard.json"])
     checked = 0
+    json_rows = {}
+    for page in data["pages"]:
+        for table in page["tables"]:
+            for row in table["rows"]:
+                for mid in row["model_ids"]:
+                    json_rows.setdefault((page["dataset"], page["norm"], mid), []).append(row)
     for name in sorted(pages):
         if "/" in name or not name.endswith(".md") or name == "README.md" or "temperature" in name:
             continue
@@ -195,12 +203,21 @@ def assert_pages_agree(pages: dict[str, bytes]) -> int:
                 continue
             fired = [f["rule"] for f in model["findings"] if f["fired"]]
             assert f"## Masking diagnosis: {model['verdict']}" in pages[f"models/{mid}.md"].decode()
+            if fired:
+                assert f"(`{mid}`): {model['verdict']}" in text
+            else:
+                assert f"(`{mid}`)" not in text
+            per_norm = [r for (ds, norm, m), rs in json_rows.items() if m == mid and name.startswith(f"{ds}-{norm}")
+                        for r in rs] if name != "leaderboard.md" else []
             for row in rows:
-                if fired:
-                    assert f"masked? {' '.join(fired)}" in row
-                    assert f"(`{mid}`): {model['verdict']}" in text
-                else:
-                    assert ("none (" in row or "not diagnosed" in row) and f"(`{mid}`)" not in text
+                if per_norm:
+                    here = per_norm[0]["rules_fired"]
+                    assert (f"masked? {' '.join(here)}" in row) if here else ("none (" in row or "not diagnosed" in row)
+                    for norm, rules in per_norm[0]["rules_fired_elsewhere"].items():
+                        assert f"masking at {norm}: {' '.join(rules)}" in row
+                    assert set(here) <= set(fired)
+                elif not fired:
+                    assert "none (" in row or "not diagnosed" in row
                 checked += 1
     return checked
 
@@ -240,7 +257,7 @@ def test_golden_markdown_and_json(board, fixed_store):
 
 def test_cli_formats(fixed_store, capsys):
     assert main(["leaderboard", "--out", str(fixed_store), "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out)["schema_version"] == 4
+    assert json.loads(capsys.readouterr().out)["schema_version"] == 5
     assert main(["leaderboard", "--out", str(fixed_store), "--format", "csv"]) == 0
     assert capsys.readouterr().out.startswith("dataset,norm,eps,rank")
 

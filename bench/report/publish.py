@@ -157,18 +157,23 @@ def _read_marker(dest: Path) -> dict | None:
 
 
 def _existing_pages(dest: Path) -> set[str]:
-    """Files under dest that look like published pages (what an earlier publish may have left)."""
-    if not dest.is_dir():
-        return set()
-    found = set()
-    for path in list(dest.iterdir()) + (list((dest / "models").iterdir()) if (dest / "models").is_dir() else []):
-        if path.is_file() and path.suffix in PAGE_SUFFIXES and path.name != MARKER:
-            found.add(str(path.relative_to(dest)))
-    return found
+    """The pages an earlier publish may have left: what its marker lists, and the model pages
+    under `models/` (named by a model id: names only a publish makes). A file of the user's own
+    beside the pages (notes.md, data.json, photo.png) is never one of them."""
+    found = set((_read_marker(dest) or {}).get("files", []))
+    models = dest / "models"
+    if models.is_dir() and not models.is_symlink():
+        for path in models.iterdir():
+            if path.is_file() and path.suffix in PAGE_SUFFIXES and valid_id(path.name[:16]):
+                found.add(str(path.relative_to(dest)))
+    return {rel for rel in found if _safe_relative(rel)}
 
 
 def check_destination(store: Store, dest: Path, replace: bool) -> dict | None:
     """Refuse a destination that holds another store's pages or foreign files, unless `replace`."""
+    if dest.is_symlink() or any(p.is_symlink() for p in (dest / "models", dest / MARKER)):
+        raise BenchInputError(f"--dest {str(dest)!r} is (or holds) a symbolic link: name the real folder "
+                              f"(pages are written only inside the folder named)")
     if dest.exists() and not dest.is_dir():
         raise BenchInputError(f"--dest {str(dest)!r} is a file, not a folder")
     marker = _read_marker(dest)
@@ -197,15 +202,19 @@ def publish(store: Store, dest: Path, dataset: str | None = None, replace: bool 
         path = dest / rel
         if root not in path.resolve().parents:
             raise BenchInputError(f"refusing to write {path}: outside --dest")
+        if path.is_symlink():
+            raise BenchInputError(f"refusing to write {path}: a symbolic link inside --dest")
         if path.is_file() and path.read_bytes() == content:
             continue
         _write_atomic(path, content)
         changed.append(path)
     if dataset is None:  # a full publish owns the destination: drop what it no longer produces
-        previous = set((marker or {}).get("files", [])) | (_existing_pages(dest) if replace else set())
+        # only what a distill-bench publish wrote there is ever removed (its marker's list, model pages
+        # named by an id): with --replace too, a user's own notes.md or photo.png beside the pages stays
+        previous = set((marker or {}).get("files", [])) | _existing_pages(dest)
         for rel in sorted(previous - set(pages)):
             path = dest / rel
-            if _safe_relative(rel) and path.is_file() and root in path.resolve().parents:
+            if _safe_relative(rel) and path.is_file() and not path.is_symlink() and root in path.resolve().parents:
                 path.unlink()
                 changed.append(path)
         files = sorted(pages)

@@ -41,7 +41,7 @@ from safetensors.torch import load, save
 
 from bench.core.errors import BenchInputError
 from bench.core.files import json_bytes, sha256_bytes, sha256_file, write_json_atomic
-from bench.store.folders import AtomicFolders, fsync_file
+from bench.store.folders import AtomicFolders, fsync_file, refuse_links
 from bench.store.index import StoreIndex, read_bytes
 from bench.store.measurements import SealedJsonFolder
 from bench.store.integrity import CorruptArtifact, seal  # noqa: F401 - seal: part of the store's API
@@ -56,6 +56,7 @@ class Store(StoreIndex, VerifiedReads, AtomicFolders):
         self.log = log or (lambda msg: None)
         if not create and not (self.root / "store.json").is_file() and not (self.root / "models").is_dir():
             raise BenchInputError(f"no store at {str(root)!r} (no store.json there); run `bench run` first or pass --out DIR")
+        refuse_links(self.root)
         self.models_dir = self.root / "models"
         self.records_dir = self.root / "records"
         self.probes_dir = self.root / "probes"

@@ -89,3 +89,23 @@ def _umask_cached() -> int:
     if not _UMASK:
         _UMASK.append(umask())
     return _UMASK[0]
+
+
+STORE_ENTRIES = ("models", "records", "probes", "binarization", "tmp", "locks", "store.json", "index.sqlite")
+
+
+def refuse_links(root: Path) -> None:
+    """A store writes only inside its own folder: an entry of it that is a symbolic link (a `tmp/` or
+    `locks/` pointing elsewhere) would make staging folders, locks or artifacts land outside what
+    the user named; a `store.json` that is not a plain file is not a store's. Either is refused
+    before anything is written."""
+    from bench.core.errors import BenchInputError
+
+    for name in STORE_ENTRIES:
+        path = root / name
+        if path.is_symlink():
+            raise BenchInputError(f"{str(path)!r} is a symbolic link: a store's entries must lie inside it "
+                                  f"(refusing to write outside --out)")
+    identity = root / "store.json"
+    if identity.exists() and not identity.is_file():
+        raise BenchInputError(f"{str(identity)!r} is not a plain file: {str(root)!r} is not a distill-bench store")
