@@ -75,3 +75,40 @@ def test_a_store_json_that_is_a_folder_is_one_clear_line(store, capsys):
         assert main([*verb, "--out", str(store)]) == 2
         err = capsys.readouterr().err
         assert "not a plain file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_file(store, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import bench.core.files as files
+
+    dest = tmp_path / "board"
+    real = files.os.fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", full)
+    capsys.readouterr()
+    assert main(["leaderboard", "publish", "--out", str(store), "--dest", str(dest)]) == 1
+    err = capsys.readouterr().err
+    assert "no space left on device" in err and len(err.strip().splitlines()) == 1
+    assert not [p for p in dest.rglob("*") if p.is_file()]  # nothing half-written was renamed into place
+    monkeypatch.setattr(files.os, "fsync", real)
+    assert main(["leaderboard", "publish", "--out", str(store), "--dest", str(dest)]) == 0
+    assert main(["store", "verify", "--out", str(store)]) == 0
+
+
+def test_a_fifo_where_a_spec_should_be_never_hangs_a_command(store):
+    import subprocess
+    import sys
+
+    folder = store / "models" / "d000000000000001"
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = folder / "spec.json"
+    spec.unlink(missing_ok=True)
+    os.mkfifo(spec)
+    done = subprocess.run([sys.executable, "-m", "bench.cli", "list", "models", "--out", str(store)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode in (0, 1)
+    assert "Traceback" not in done.stderr

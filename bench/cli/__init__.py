@@ -5,6 +5,7 @@ Exit codes: 0 success; 2 bad input (one line naming the bad value and what is al
 """
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import sys
@@ -46,4 +47,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        if exc.errno not in _DISK_ERRORS:
+            raise
+        # a full disk or a read-only place: every write is atomic, so what was finished is kept and what
+        # was being written was never renamed into place (bench/core/files.py write_atomic)
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"bench: error: {os.strerror(exc.errno).lower()}{where}; finished models and records are kept "
+              f"(every write is atomic), free space or choose another folder and rerun to resume", file=sys.stderr)
+        return 1
+
+
+_DISK_ERRORS = {getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS") if hasattr(errno, name)}
 

@@ -36,7 +36,11 @@ CREATE TABLE IF NOT EXISTS records (
 
 
 def read_bytes(path: Path) -> bytes | None:
+    """The file's bytes, or None where there is no regular file: a folder, or a FIFO or device put
+    where a spec should be (reading one would block until killed)."""
     try:
+        if path.exists() and not path.is_file():
+            return None
         return path.read_bytes()
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
