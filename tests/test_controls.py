@@ -19,6 +19,9 @@ ENTRY_POINTS = """\
 binarized-digits-cnn = masking_controls:BINARIZED
 noisy-digits-cnn = masking_controls:NOISY
 shattered-digits-cnn = masking_controls:SHATTERED
+roundtrip-digits-cnn = masking_controls:ROUNDTRIP
+obfuscated-digits-cnn = masking_controls:OBFUSCATED
+label-only-digits-cnn = masking_controls:LABEL_ONLY
 
 [distill_bench.defenses]
 gaussian-augmentation = masking_controls:GaussianAugmentation
@@ -94,3 +97,25 @@ def test_noisy_backward_is_flagged_and_its_worst_case_is_the_undefended_models(c
 def test_training_noise_only_is_not_flagged(controls):
     row = _run(controls, "gaussian-augmentation")
     assert row["rules_fired"] == [] and len(row["rules_evaluated"]) >= 6, row["verdict"]
+
+
+@pytest.mark.parametrize("arch", ["roundtrip-digits-cnn", "obfuscated-digits-cnn", "label-only-digits-cnn"])
+def test_a_plugin_architecture_without_base_is_attacked_from_an_undefended_model(controls, undefended, arch):
+    """The plugin declares no `base`: the transfer surrogate (and R7's reference) is the dataset's
+    default architecture, undefended — never vanilla trained on the defended forward, which would
+    inherit it (the transfer node failed on the round trip; transfer was useless on the obfuscated
+    gradient). The run completes, the model gets a verdict, and its worst case is within the
+    undefended model's reach."""
+    board = controls / f"nobase-{arch}.md"
+    argv = ["run", "--defense", "vanilla", "--arch", arch, "--attacks", "pgd,transfer,square", "--norm", "linf",
+            "--eps", "0.3", "--dataset", "digits", "--epochs", "30", "--n-eval", "40", "--out", str(controls),
+            "--quiet", "--leaderboard", str(board), "--set", "square.n_queries=300"]
+    assert main(argv) == 0
+    data = json.loads(board.with_suffix(".json").read_text())
+    row = next(r for r in data["pages"][0]["tables"][0]["rows"] if r["arch"] == arch)
+    if arch != "obfuscated-digits-cnn":  # a noisy backward at ε 0.3 on digits still lets PGD through: no flag needed
+        assert row["rules_fired"], row["verdict"]  # no input gradient: diagnosed (R10)
+    assert _attack(row, "transfer") <= undefended["robust"]["value"] + 0.25
+    assert row["robust"]["value"] <= undefended["robust"]["value"] + 0.25
+    model = data["models"][row["model_ids"][0]]
+    assert model["reference_model_id"] == undefended["model_ids"][0]  # R7 compares with the undefended model

@@ -21,7 +21,8 @@ from bench.assess.evidence import ModelEvidence, assess_threat
 from bench.assess.masking import Diagnosis, diagnose
 from bench.assess.stats import Accuracy
 from bench.core.specs import config_to_dict
-from bench.plugins.archs import base_arch
+from bench.plugins.datasets import dataset_info
+from bench.plugins.undefended import undefended_arch
 from bench.plugins.registry import DEFENSES
 from bench.store.records import ModelInfo, Record, ResultSet
 
@@ -122,9 +123,10 @@ class ModelAssessment(ModelEvidence):
                                                                               self.has_teacher)
 
 
-def _base(arch: str) -> str:
+def _base(arch: str, dataset: str) -> str:
+    """The undefended architecture of `arch` on `dataset` (bench/plugins/undefended.py)."""
     try:
-        return base_arch(arch)
+        return undefended_arch(arch, dataset_info(dataset).default_arch)
     except Exception:
         return arch
 
@@ -132,11 +134,11 @@ def _base(arch: str) -> str:
 def find_reference(info: ModelInfo, models: Mapping[str, ModelInfo]) -> ModelInfo | None:
     """The undefended model trained like `info`: `vanilla` with default config but for the
     training length, same dataset, base architecture and seed. Chosen by spec, never by label."""
-    if info.defense == "vanilla" and info.arch == _base(info.arch) and not config_changes("vanilla", {k: v for k, v in info.config.items()
+    if info.defense == "vanilla" and info.arch == _base(info.arch, info.dataset) and not config_changes("vanilla", {k: v for k, v in info.config.items()
                                                                      if k != "epochs"}):
         return None  # it is its own reference
     default = default_config("vanilla") or {}
-    arch = _base(info.arch)
+    arch = _base(info.arch, info.dataset)
     for other in sorted(models.values(), key=lambda m: m.model_id):
         if (other.defense == "vanilla" and other.dataset == info.dataset and other.arch == arch
                 and other.seed == info.seed and other.config.get("epochs") == info.config.get("epochs")

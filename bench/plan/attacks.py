@@ -13,7 +13,7 @@ import torch
 from bench.core.errors import BenchInputError
 from bench.core.specs import AttackSpec, Budget, apply_overrides, config_to_dict
 from bench.plan.nodes import TrainNode, plan_model
-from bench.plugins.archs import base_arch
+from bench.plugins.undefended import undefended_arch
 from bench.plugins.datasets import dataset_info
 from bench.plugins.registry import ATTACKS
 
@@ -57,10 +57,11 @@ def _surrogate(attack_cls, cfg, node: TrainNode, epochs: int | None) -> tuple[Tr
         surrogate = node.upstream["teacher"]
         return surrogate, float(getattr(surrogate.config, "temperature", 1.0))
     epochs = epochs if epochs is not None else getattr(node.config, "epochs", None)
+    default = dataset_info(node.dataset).default_arch
     try:
-        arch = base_arch(node.arch)
+        arch = undefended_arch(node.arch, default)  # a plugin arch without `base`: the dataset's default
     except BenchInputError:  # an external model of no registered architecture
-        arch = dataset_info(node.dataset).default_arch
+        arch = default
     return plan_model(attack_cls.surrogate, {}, arch=arch, dataset=node.dataset, seed=node.seed, epochs=epochs), None
 
 

@@ -19,7 +19,8 @@ from bench.assess.suite import MINIMUM_SUITE
 from bench.core.specs import Budget, binarization_id_of, probe_id_of
 from bench.plan.attacks import PreparedAttack, plan_attack
 from bench.plan.nodes import TrainNode, plan_model
-from bench.plugins.archs import base_arch
+from bench.plugins.datasets import dataset_info
+from bench.plugins.undefended import undefended_arch
 from bench.plugins.registry import ATTACKS, DEFENSES
 from bench.store.records import AttackInfo
 
@@ -211,7 +212,7 @@ def reference_node(store, node: TrainNode, epochs: int | None = None) -> TrainNo
     trained just for that. (The assessment finds the same model among the store's by its spec:
     bench/assess/assessment.py find_reference.)"""
     try:
-        arch = base_arch(node.arch)
+        arch = undefended_arch(node.arch, dataset_info(node.dataset).default_arch)
     except BenchInputError:  # an external model of no registered architecture
         return None
     epochs = epochs if epochs is not None else getattr(node.config, "epochs", None)

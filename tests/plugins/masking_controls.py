@@ -79,3 +79,31 @@ class GaussianAugmentation(Defense):
             return F.cross_entropy(logits, y), logits
 
         return ctx.fit(model, loss_fn, cfg.optim())
+
+
+# --- third-party architectures that declare no `base` (issue 24, item 6) -------------------------
+class NumpyRoundTrip(nn.Module):
+    def forward(self, x):
+        return torch.from_numpy(x.detach().cpu().numpy()).to(x.device)  # leaves the autograd graph
+
+
+class LabelOnly(nn.Module):
+    """In eval mode the scores are a scaled one-hot of the argmax: no information, no gradient."""
+
+    def __init__(self, body):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x):
+        out = self.body(x)
+        if self.training:
+            return out
+        return 10.0 * torch.nn.functional.one_hot(out.argmax(1), out.shape[1]).float()
+
+
+ROUNDTRIP = ArchInfo("roundtrip-digits-cnn", "digits-cnn behind a NumPy round trip, no base declared",
+                     _base.build, _base.min_side, input_transform=NumpyRoundTrip)
+OBFUSCATED = ArchInfo("obfuscated-digits-cnn", "digits-cnn behind a noisy backward, no base declared",
+                      _base.build, _base.min_side, input_transform=NoisyBackward)
+LABEL_ONLY = ArchInfo("label-only-digits-cnn", "digits-cnn whose eval-mode output is a scaled one-hot, no base declared",
+                      lambda c, hw, k: LabelOnly(_base.build(c, hw, k)), _base.min_side)
