@@ -93,7 +93,9 @@ class StoreIndex:
         """Make the index equal to the files: every artifact whose file hash differs from its row's
         is verified and re-indexed; rows without a valid artifact are dropped."""
         self.problems.clear()
-        rows = {r[0]: r[1] for r in self._db.execute("SELECT model_id, file_sha256 FROM models")}
+        # a row is current only if it holds exactly what its verified file says: an edit of the index
+        # alone (metrics, a spec) is overwritten from the file, never shown on a page
+        rows = {r[0]: tuple(r) for r in self._db.execute("SELECT * FROM models")}
         valid_models: dict[str, dict] = {}
         for folder in self._folders(self.models_dir):
             data = read_bytes(folder / "spec.json")
@@ -109,9 +111,9 @@ class StoreIndex:
                 self.problems[f"model:{folder.name}"] = exc
                 continue
             valid_models[folder.name] = spec
-            if rows.get(folder.name) != sha256_bytes(data):
+            if rows.get(folder.name) != self._model_row(spec, sha256_bytes(data)):
                 self._index_model(spec, sha256_bytes(data))
-        rows = {r[0]: r[1] for r in self._db.execute("SELECT record_id, file_sha256 FROM records")}
+        rows = {r[0]: tuple(r) for r in self._db.execute("SELECT * FROM records")}
         valid_records: set[str] = set()
         for folder in self._folders(self.records_dir):
             data = read_bytes(folder / "record.json")
@@ -126,7 +128,7 @@ class StoreIndex:
                 self.problems[f"record:{folder.name}"] = exc
                 continue
             valid_records.add(folder.name)
-            if rows.get(folder.name) != sha256_bytes(data):
+            if rows.get(folder.name) != self._record_row(rec, sha256_bytes(data)):
                 self._index_record(rec, sha256_bytes(data))
         with self._db:
             for (mid,) in list(self._db.execute("SELECT model_id FROM models")):
@@ -141,21 +143,24 @@ class StoreIndex:
             if d.is_dir() and valid_id(d.name):
                 yield d
 
+    @staticmethod
+    def _model_row(spec: dict, file_sha: str) -> tuple:
+        return (spec["model_id"], spec["defense"], spec.get("label", spec["defense"]), spec["arch"],
+                spec["dataset"], spec["seed"], json.dumps(spec, sort_keys=True), spec.get("created_at", ""), file_sha)
+
+    @staticmethod
+    def _record_row(rec: dict, file_sha: str) -> tuple:
+        s, m = rec["spec"], rec["metrics"]
+        return (rec["record_id"], rec["model_id"], s["defense"]["name"], s["defense"]["label"], s["arch"],
+                s["dataset"]["name"], s["attack"]["name"], s["budget"]["norm"], s["budget"]["eps"],
+                m["clean_acc"], m["robust_acc"], m["success_rate"], m["n"],
+                json.dumps(rec, sort_keys=True), rec["provenance"]["started_at"], file_sha)
+
     def _index_model(self, spec: dict, file_sha: str) -> None:
         with self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO models VALUES (?,?,?,?,?,?,?,?,?)",
-                (spec["model_id"], spec["defense"], spec.get("label", spec["defense"]), spec["arch"],
-                 spec["dataset"], spec["seed"], json.dumps(spec, sort_keys=True), spec.get("created_at", ""), file_sha),
-            )
+            self._db.execute("INSERT OR REPLACE INTO models VALUES (?,?,?,?,?,?,?,?,?)", self._model_row(spec, file_sha))
 
     def _index_record(self, rec: dict, file_sha: str) -> None:
-        s, m = rec["spec"], rec["metrics"]
         with self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (rec["record_id"], rec["model_id"], s["defense"]["name"], s["defense"]["label"], s["arch"],
-                 s["dataset"]["name"], s["attack"]["name"], s["budget"]["norm"], s["budget"]["eps"],
-                 m["clean_acc"], m["robust_acc"], m["success_rate"], m["n"],
-                 json.dumps(rec, sort_keys=True), rec["provenance"]["started_at"], file_sha),
-            )
+            self._db.execute("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                             self._record_row(rec, file_sha))
