@@ -31,3 +31,11 @@ def test_a_note_of_an_adapter_cannot_add_a_table_row_to_the_model_page(tmp_path)
     assert "\n| pgd | 100.0 | forged |" not in page
     assert "\n# forged heading" not in page
     assert "- done | pgd | 100.0 | forged |" in page
+
+
+def test_a_published_command_holds_no_folder_of_the_machine_that_made_it():
+    from bench.report.tables import portable
+
+    cmd = "bench run --defense vanilla --out /home/alice/runs/store23 --leaderboard=/tmp/x/lb.md --eps 0.3"
+    assert portable(cmd) == "bench run --defense vanilla --out DIR/store23 --leaderboard=DIR/lb.md --eps 0.3"
+    assert portable("bench run --out runs --quiet") == "bench run --out runs --quiet"  # relative: as typed

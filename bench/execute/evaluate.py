@@ -19,24 +19,13 @@ from tqdm.auto import tqdm
 from bench.plugins.attacks.base import Attack
 from bench.core.errors import AttackContractError
 from bench.execute.guards import _adapter_copy, _check_forward_unchanged, _check_model_unchanged, _hook_signature
-from bench.execute.observer import TRACE_COLUMNS, QueryObserver, adopt_queried
+from bench.execute.observer import TRACE_COLUMNS, QueryObserver, adopt_queried, perturbation_size
 from bench.core.specs import Budget
 from bench.plugins.training import predict_logits
 
 # Float rounding slack when checking a budget: x + eps clipped to [0, 1] can land a few ulps over.
 _ABS_TOL = 1e-6
 _REL_TOL = 1e-5
-
-
-def perturbation_size(delta: torch.Tensor, norm: str) -> torch.Tensor:
-    flat = delta.flatten(1)
-    if norm == "linf":
-        return flat.abs().amax(1)
-    if norm == "l2":
-        return flat.norm(dim=1)
-    if norm == "l0":
-        return (flat != 0).float().mean(1)  # fraction of features changed
-    raise ValueError(norm)
 
 
 def check_adversarial(attack: Attack, x: torch.Tensor, x_adv: torch.Tensor,

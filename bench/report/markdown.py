@@ -12,7 +12,7 @@ from typing import Sequence
 from bench.assess.assessment import ModelAssessment
 from bench.report.binarization import binarization_markdown
 from bench.report.indicators import indicators_markdown
-from bench.report.tables import inline, md_table  # md_table also imported from here by publish.py
+from bench.report.tables import inline, md_table, portable  # md_table also imported from here by publish.py
 from bench.report.board import Board, Cell, Page, Row, Table
 from bench.assess.masking import RULE_SUMMARY
 
@@ -173,7 +173,7 @@ def page_markdown(page: Page, *, link: bool = True, curve_png: str | None = None
               "model's minimum suite, clean accuracy above chance and no unresolved masking verdict "
               f"({DOCS}; rules: {MASKING_DOCS}).", ""]
     if page.commands:
-        lines += ["Produced by:", "", "```", *page.commands, "```", ""]
+        lines += ["Produced by:", "", "```", *[portable(c) for c in page.commands], "```", ""]
     for table in page.tables:
         lines += [f"{h}# {norm} ε = {table.eps:g}", ""] + table_markdown(table, link) + [""]
     curves = security_curves(page)
@@ -219,7 +219,7 @@ def board_markdown(board: Board, *, heading: str = "distill-bench leaderboard", 
     """Every page of the board as one markdown text (bench run, bench leaderboard)."""
     lines = [f"# {heading}", ""]
     if command and not any(page.commands for page in board.pages):
-        lines += ["Produced by:", "", "```", command, "```", ""]
+        lines += ["Produced by:", "", "```", portable(command), "```", ""]
     if not board.pages:
         lines += ["_No records yet._", ""]
     text = "\n".join(lines)
@@ -293,5 +293,5 @@ def model_markdown(m: ModelAssessment, label: str, *, commands: Sequence[str] = 
         if histogram:
             lines += [f"![input-gradient histogram]({histogram})", ""]
     if commands:
-        lines += ["## Produced by", "", "```", *commands, "```", ""]
+        lines += ["## Produced by", "", "```", *[portable(c) for c in commands], "```", ""]
     return "\n".join(lines)

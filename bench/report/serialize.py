@@ -12,6 +12,7 @@ from bench.report.binarization import binarization_json
 from bench.report.indicators import indicators_json
 from bench.report.board import Board, Row, Table
 from bench.report.cards import card_of
+from bench.report.tables import portable
 
 LEADERBOARD_SCHEMA = "distill-bench/leaderboard"
 LEADERBOARD_SCHEMA_VERSION = 5  # 2: rows carry the certified lower bound; 3: models carry card, training_curves; 4: binarization; 5: indicators
@@ -77,7 +78,7 @@ def board_json(board: Board) -> dict:
         }
     return _clean({
         "schema": LEADERBOARD_SCHEMA, "schema_version": LEADERBOARD_SCHEMA_VERSION,
-        "pages": [{"dataset": page.dataset, "norm": page.norm, "header": page.header, "commands": page.commands,
+        "pages": [{"dataset": page.dataset, "norm": page.norm, "header": page.header, "commands": [portable(c) for c in page.commands],
                    "tables": [_table(t) for t in page.tables]} for page in board.pages],
         "models": models,
     })
