@@ -41,7 +41,7 @@ def test_run_writes_models_records_index_and_leaderboard(finished_run):
     assert "defensive-distillation" in board and "robust (worst case)" in board and "## digits · L∞ leaderboard" in board
     # pgd and cw alone are not the minimum suite: nothing is ranked, every row says what is missing
     assert "_No row meets the ranking conditions" in board and "missing AutoAttack standard" in board
-    assert json.loads((out / "leaderboard.json").read_text())["schema_version"] == 4
+    assert json.loads((out / "leaderboard.json").read_text())["schema_version"] == 5
 
 
 def test_make_run_suite_never_ranks_distillation_on_its_pgd_number(tmp_path):
