@@ -19,7 +19,8 @@ Families (rule → attacks):
   Sparse-RS with 5,000 queries; for a distilled model, transfer from its own teacher at the
   teacher's temperature (Carlini & Wagner 2016);
 - input gradients unavailable or not finite (R10): BPDA through the architecture's declared
-  approximation of its input transform (or the identity), plus the two above;
+  approximation of its input transform (or the identity), plus the two above, and HopSkipJump
+  (decision-based: labels only, for outputs whose scores carry no information);
 - an attack of the suite weak on this model, or AutoAttack warning (W1, W2; not masking): APGD-T,
   APGD-CE with 5 restarts, PGD on the margin loss with 5 restarts (and for W2 Square with 3 restarts);
 - an attack stopped before it converged, or a minimal-norm attack that never broke some examples
@@ -63,7 +64,7 @@ SHATTERED = (
     Prescription("transfer", {"source": "teacher"}, needs_teacher=True),
     Prescription("sparse-rs", {"n_queries": 5000}),  # L0
 )
-UNAVAILABLE = (Prescription("bpda", {}),) + SHATTERED
+UNAVAILABLE = (Prescription("bpda", {}),) + SHATTERED + (Prescription("hsj", {}),)  # labels only: no gradient, no scores needed
 RANDOMIZED = (
     Prescription("pgd-margin", {"eot_draws": 20}),
     Prescription("apgd", {"component": "apgd-ce", "eot_iter": 20}),
