@@ -79,6 +79,11 @@ def attack_passes(name: str, config: Mapping, norm: str, eps: float, dataset, ro
         return c.get("binary_search_steps", 9) * c.get("max_iterations", 1000) * g
     if name in ("ddn", "ddn-margin", "fmn"):
         return c.get("steps", 100) * g + (10 if name == "fmn" else 0)
+    if name == "hsj":  # forward-only: a gradient estimate of min(init·√t, max) queries per step, plus the
+        # step-size and boundary searches (about 25 queries a step) and the initial noise search
+        init, cap = c.get("initial_gradient_eval_steps", 100), c.get("max_gradient_eval_steps", 1000)
+        steps = c.get("steps", 64)
+        return sum(min(init * t ** 0.5, cap) for t in range(1, steps + 1)) + 25 * steps + 100
     if name == "apgd":
         per = c.get("iterations", 100) * c.get("restarts", 1) * c.get("eot_iter", 1) * g
         return per * (targets if c.get("component") == "apgd-t" else 1)
