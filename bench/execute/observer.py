@@ -80,7 +80,8 @@ class QueryObserver:
         return _sizes(q - self.x[rows], self.norm) <= self.eps * (1 + _REL_TOL) + _ABS_TOL
 
     def _match(self, q: torch.Tensor) -> torch.Tensor:
-        """Index of the example each query row perturbs (−1: none)."""
+        """Index of the example each query row perturbs (−1: none). For an attack with a budget,
+        every matched row lies inside the budget of its example (`_observe` relies on it)."""
         n = len(self.x)
         if len(q) == n:
             own = torch.arange(n, device=q.device)
@@ -108,15 +109,14 @@ class QueryObserver:
         margin = others.amax(1) - true
         finite = torch.isfinite(margin)
         in_box = (q >= 0).flatten(1).all(1) & (q <= 1).flatten(1).all(1)
-        size = _sizes(q - self.x[rows], self.norm)
         adversarial = finite & (margin > 0) & in_box
+        nan = torch.full_like(margin, float("nan"))
         if self.minimal_norm:
-            objective = torch.where(adversarial, -size, torch.full_like(size, float("nan")))
+            objective = torch.where(adversarial, -_sizes(q - self.x[rows], self.norm), nan)
             score = objective
-        else:
-            inside = size <= self.eps * (1 + _REL_TOL) + _ABS_TOL
-            objective = torch.where(finite & inside & in_box, margin, torch.full_like(margin, float("nan")))
-            score = torch.where(adversarial & inside, margin, torch.full_like(margin, float("nan")))
+        else:  # _match keeps only rows inside the budget of their example: no size to compute again
+            objective = torch.where(finite & in_box, margin, nan)
+            score = torch.where(adversarial, margin, nan)
         self._update_trace(rows, objective)
         self._keep_adversarial(rows, q, score)
 
