@@ -211,8 +211,7 @@ def publish(store: Store, dest: Path, dataset: str | None = None, replace: bool 
     if dataset is None:  # a full publish owns the destination: drop what it no longer produces
         # only what a distill-bench publish wrote there is ever removed (its marker's list, model pages
         # named by an id): with --replace too, a user's own notes.md or photo.png beside the pages stays
-        previous = set((marker or {}).get("files", [])) | _existing_pages(dest)
-        for rel in sorted(previous - set(pages)):
+        for rel in sorted(_existing_pages(dest) - set(pages)):
             path = dest / rel
             if _safe_relative(rel) and path.is_file() and not path.is_symlink() and root in path.resolve().parents:
                 path.unlink()
