@@ -16,6 +16,7 @@ import pandas as pd
 
 from bench.assess.stats import Accuracy
 from bench.assess.suite import MINIMUM_SUITE, SuiteRequirement
+from bench.assess.traces import either, still_moving
 from bench.plugins.registry import ATTACKS
 from bench.store.records import AttackInfo, Binarization, ModelInfo, Probes, Record
 
@@ -59,21 +60,6 @@ class AttackSummary:
             return None
         idx = self.survived.index
         return self.survived & self.traced.reindex(idx, fill_value=False) & ~self.steady.reindex(idx, fill_value=False)
-
-
-MOVING = 0.05  # Pintor et al. 2022: the rescaled best-so-far loss moved by more than this over the last steps
-
-
-def still_moving(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series] | None:
-    """(traced, moving) per example of a record's frame: the best-so-far objective, rescaled to
-    [0, 1] by its range, improved by more than MOVING over the last min(10, T) queries; None for a
-    record made without traces."""
-    if "trace_queries" not in frame.columns:
-        return None
-    traced = frame["trace_queries"].fillna(0).astype(float) > 1
-    span = frame["trace_best"] - frame["trace_low"]
-    moved = (frame["trace_best"] - frame["trace_before_last"]) / span.where(span > 0)
-    return traced, traced & (moved.fillna(0) > MOVING)
 
 
 @dataclass(frozen=True)
@@ -240,9 +226,8 @@ def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame],
         trace = still_moving(f)
         if trace is not None:
             traced, moving = trace
-            slot["traced"] = traced if slot["traced"] is None else traced.combine(slot["traced"], max, False)
-            steady = traced & ~moving
-            slot["steady"] = steady if slot["steady"] is None else steady.combine(slot["steady"], max, False)
+            slot["traced"] = either(slot["traced"], traced)
+            slot["steady"] = either(slot["steady"], traced & ~moving)
             slot["silent"] += int(f["silent_success"].astype(bool).sum()) if "silent_success" in f.columns else 0
         if "adapter_broken_by" in f.columns:
             by = f["adapter_broken_by"].fillna("").astype(str)

@@ -230,9 +230,11 @@ def _merged_survived(attacks: list[AttackSummary]) -> pd.Series:
     """Per example: survived every one of `attacks` that covered it."""
     merged = None
     for a in attacks:
-        merged = a.survived if merged is None else (merged.reindex(merged.index.union(a.survived.index), fill_value=True)
-                                                   & a.survived.reindex(merged.index.union(a.survived.index),
-                                                                        fill_value=True))
+        if merged is None:
+            merged = a.survived
+            continue
+        idx = merged.index.union(a.survived.index)
+        merged = merged.reindex(idx, fill_value=True) & a.survived.reindex(idx, fill_value=True)
     return merged
 
 
