@@ -107,6 +107,7 @@ def test_factory_models_are_audited_and_rebuilt(tmp_path, plugins_on_path, capsy
     (["--checkpoint", "{pickled}", "--arch", "digits-cnn"], "cannot be read safely"),
     (["--checkpoint", "{truncated}"], "--checkpoint needs --arch"),
     (["--model", "audit_models:probabilities"], "returns probabilities"),
+    (["--model", "audit_models:scaled_probabilities"], "returns probabilities times 100"),
     (["--model", "audit_models:in_train_mode"], "is in train mode"),
     (["--model", "audit_models:broken"], "the factory failed (RuntimeError: cannot build the model)"),
     (["--model", "audit_models:not_a_module"], "returned str, not a torch.nn.Module"),

@@ -144,6 +144,16 @@ def test_train_then_eval_by_model_id(finished_run, capsys):
     (["run", "--defense", "defensive-distillation", "--set", "temperature=２０"], "is not a valid finite float"),
     (["leaderboard", "--dataset", "foo"], "unknown dataset 'foo'"),
     (["leaderboard", "--dataset", ""], "unknown dataset ''"),
+    (["run", "--defense", "vanilla", "--dataset", "digits", "--norm", "linf", "--eps", "1e-320"],
+     "--eps 1e-320 at linf is too small to change a float32 pixel in [0, 1]"),
+    (["run", "--defense", "vanilla", "--dataset", "digits", "--norm", "l2", "--eps", "2e-8"],
+     "--eps 2e-08 at l2 is too small to change a float32 pixel"),
+    (["run", "--defense", "vanilla", "--dataset", "digits", "--norm", "l0", "--eps", "0.01"],
+     "--eps 0.01 at l0 allows no feature of 64 to change"),
+    (["run", "--defense", "vanilla", "--dataset", "digits", "--n-eval", "99999999999999999999999"],
+     "is larger than the test split of digits (360 examples)"),
+    (["run", "--defense", "ard", "--dataset", "digits", "--set", "batch_size=99999999999999"],
+     "ard.batch_size=99,999,999,999,999 is larger than the training split of digits"),
 ])
 def test_bad_input_exits_2_with_one_clear_line(argv, message, tmp_path, capsys):
     import torch

@@ -30,3 +30,26 @@ def test_budget_sweep_gives_a_security_curve_table_and_plot(tmp_path, capsys):
     assert "### Model probes" in out
     png = tmp_path / "curves-digits-linf.png"
     assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_model_that_gets_nothing_right_is_probed_and_its_probes_stored(digits, tmp_path):
+    """No correct prediction: the mean confidence on correct inputs has no value (null, never NaN,
+    which a spec refuses), and the probes are saved, verified and read back."""
+    import torch
+    from torch import nn
+
+    from bench.store.artifacts import Store
+    from bench.store.records import Probes
+
+    x, y = digits.x_test[:30], torch.zeros(30, dtype=torch.long)
+    always_one = nn.Sequential(nn.Flatten(), nn.Linear(x[0].numel(), digits.num_classes))
+    with torch.no_grad():
+        always_one[1].weight.zero_()
+        always_one[1].bias.copy_(torch.arange(digits.num_classes) == 1)
+    probes = probe_model(always_one.eval(), x, y, CPU)
+    assert probes["clean_acc"] == 0.0 and probes["confidence_correct"] is None
+    store = Store(tmp_path / "store")
+    store.save_probes("0123456789abcdef", {"probe_id": "0123456789abcdef", "model_id": "m" * 16, "dataset": "digits",
+                                           **probes})
+    back = Probes.from_json(store.load_probes("0123456789abcdef"))
+    assert back.clean_acc == 0.0 and back.confidence_correct is None

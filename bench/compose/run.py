@@ -57,14 +57,31 @@ def eval_plan(session: OpenSession, evaluation: Evaluation) -> EvalPlan:
     """The evaluation half of a request, its budgets validated before any work."""
     budgets = budget_plan(evaluation.attacks, evaluation.norms, evaluation.eps, session.family,
                           tuple(session.dataset.shape), attacks_named=evaluation.attacks_named)
+    split = len(session.dataset.y_test)
+    if evaluation.n_eval is not None and evaluation.n_eval > split:  # never clamped without a word
+        raise BenchInputError(f"--n-eval {evaluation.n_eval:,} is larger than the test split of "
+                              f"{session.request.dataset} ({split:,} examples); omit it to evaluate on all of them")
     return EvalPlan(session.request.dataset, budgets, evaluation.per_attack, evaluation.n_eval,
                     session.request.seed, evaluation.adaptive, evaluation.binarization)
 
 
 def plan_nodes(session: OpenSession, defenses, per_defense, sweep: str | None) -> list[TrainNode]:
     s = session.request
-    return [plan_model(d, overrides, arch=session.arch, dataset=s.dataset, seed=s.seed, epochs=s.epochs)
-            for d, overrides in sweep_variants(sweep, defenses, per_defense)]
+    nodes = [plan_model(d, overrides, arch=session.arch, dataset=s.dataset, seed=s.seed, epochs=s.epochs)
+             for d, overrides in sweep_variants(sweep, defenses, per_defense)]
+    check_batch_sizes(nodes, len(session.dataset.y_train), s.dataset)
+    return nodes
+
+
+def check_batch_sizes(nodes, split: int, dataset: str) -> None:
+    """A batch larger than the training split is a typo (the batch would be the whole split, and a
+    size beyond any memory fails only after the teachers trained): refused before any work."""
+    for node in nodes:
+        size = getattr(node.config, "batch_size", None)
+        if isinstance(size, int) and size > split:
+            raise BenchInputError(f"{node.defense}.batch_size={size:,} is larger than the training split of "
+                                  f"{dataset} ({split:,} examples)")
+        check_batch_sizes(list(node.upstream.values()), split, dataset)
 
 
 def summary(runner, report: Report | None = None) -> str:

@@ -9,7 +9,7 @@ mechanics of gradient masking, recorded per model and used by the masking diagno
 - logit_l1_median, top2_gap_median: the size of the logits (Carlini & Wagner 2016: ~482 for a
   distilled MNIST net vs ~5.8 undistilled) and the margin between the two largest;
 - sensitivity: mean |∂(Σ_k Z_k)/∂x| over inputs and features (Mandal & Guo's measure);
-- confidence_correct: mean top probability on correctly classified inputs;
+- confidence_correct: mean top probability on correctly classified inputs (None without any);
 - ce_grad_l1 quantiles: the distribution of per-example input-gradient magnitudes;
 - grad_unavailable_share, grad_nonfinite_share: inputs with no autograd path from the input to the
   logits, or a NaN/inf input gradient (Pintor et al. 2022); measured, never a crash;
@@ -106,7 +106,8 @@ def probe_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device
         "logit_l1_median": float(cat(logit_l1).median()),
         "top2_gap_median": float(cat(gap).median()),
         "sensitivity": float(cat(sens).mean()),
-        "confidence_correct": float(conf_t[correct_t].mean()) if correct_t.any() else float("nan"),
+        # None (JSON null), never NaN, when nothing is classified right: such a model is probed and evaluated
+        "confidence_correct": float(conf_t[correct_t].mean()) if correct_t.any() else None,
         "ce_grad_l1": {"q10": float(quantiles[0]), "median": float(quantiles[1]), "q90": float(quantiles[2])},
         "ce_grad_l1_per_example": [float(v) for v in grad_t],
     }

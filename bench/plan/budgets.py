@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
+
 from bench.core.errors import BenchInputError
 from bench.core.specs import NORMS, Budget
 from bench.plugins.datasets import DEFAULT_BUDGETS
@@ -45,8 +47,23 @@ def budget_plan(attack_names: Sequence[str], norms: Sequence[str], eps: Sequence
                                   f"not --norm {','.join(norms)}")
         for norm in supported:
             for value in (eps or [DEFAULT_BUDGETS[family][norm]]):
+                if shape is not None:
+                    check_effective(Budget(norm, value), math.prod(shape))
                 if norm == "l2" and shape is not None and value > math.prod(shape) ** 0.5:
                     raise BenchInputError(f"--eps {value:g} is larger than any l2 distance between two inputs of this "
                                           f"dataset (at most {math.prod(shape) ** 0.5:.4g})")
                 plan.append((name, Budget(norm, value)))
     return tuple(plan)
+
+
+def check_effective(budget: Budget, features: int) -> None:
+    """A budget too small to change anything is a typo, never a row at clean accuracy: an L∞ or L2
+    radius must move a float32 pixel somewhere in [0, 1] (1 − ε ≠ 1 in float32, so ε > 2⁻²⁵), an L0
+    budget must allow one feature."""
+    if budget.norm == "l0":
+        if budget.eps * features < 1:
+            raise BenchInputError(f"--eps {budget.eps:g} at l0 allows no feature of {features:,} to change "
+                                  f"(the smallest budget is {1 / features:.3g})")
+    elif np.float32(1) - np.float32(budget.eps) == np.float32(1):
+        raise BenchInputError(f"--eps {budget.eps:.3g} at {budget.norm} is too small to change a float32 pixel in [0, 1] "
+                              f"(the smallest budget that does is {2.0 ** -24:.3g})")

@@ -132,11 +132,14 @@ def check_model(model: Any, dataset, device: torch.device, n: int = 200) -> None
                               f"(N, {k})")
     if not torch.isfinite(out).all():
         raise BenchInputError("the model returned non-finite outputs on clean test inputs")
-    # AutoAttack's check_range_output idea: outputs in [0, 1] that sum to 1 are probabilities
-    if out.min() >= 0 and out.max() <= 1 and torch.allclose(out.sum(1), torch.ones(len(x), device=device), atol=1e-3):
-        raise BenchInputError("the model returns probabilities (outputs in [0, 1] summing to 1), not logits; "
-                              "return the logits before the softmax (attacks on probabilities saturate and "
-                              "mask gradients)")
+    # AutoAttack's check_range_output idea, up to scale: non-negative rows that all sum to the same
+    # constant are probabilities times that constant (softmax × 100 passes a [0, 1] test)
+    sums = out.sum(1)
+    if out.min() >= 0 and sums.min() > 0 and (sums.max() - sums.min()) <= 1e-3 * sums.mean():
+        scale = "" if abs(sums.mean().item() - 1) <= 1e-3 else f" times {sums.mean().item():.4g}"
+        raise BenchInputError(f"the model returns probabilities{scale} (non-negative outputs, every row summing to "
+                              f"{sums.mean().item():.4g}), not logits; return the logits before the softmax "
+                              f"(attacks on probabilities saturate and mask gradients)")
     acc = (out.argmax(1) == y).float().mean().item()
     chance = 1 / k
     if acc < chance + 0.3:  # near chance on [0, 1]: does another input convention fit it?

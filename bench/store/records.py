@@ -191,7 +191,7 @@ class Probes:
     logit_l1_median: float
     top2_gap_median: float
     sensitivity: float
-    confidence_correct: float
+    confidence_correct: float | None  # None: no test input classified right
     grad_unavailable_share: float = 0.0
     grad_nonfinite_share: float = 0.0
     randomized_share: float = 0.0
@@ -203,7 +203,8 @@ class Probes:
     def from_json(cls, p: Mapping[str, Any]) -> "Probes":
         return cls(p["model_id"], p["dataset"], int(p["n"]), float(p["clean_acc"]), float(p["zero_grad_share"]),
                    float(p["saturated_share"]), float(p["logit_l1_median"]), float(p["top2_gap_median"]),
-                   float(p["sensitivity"]), float(p["confidence_correct"]),
+                   float(p["sensitivity"]),
+                   None if p["confidence_correct"] is None else float(p["confidence_correct"]),
                    float(p.get("grad_unavailable_share", 0.0)), float(p.get("grad_nonfinite_share", 0.0)),
                    float(p.get("randomized_share", 0.0)), float(p.get("zero_dlr_grad_share", 0.0)),
                    tuple(float(v) for v in p.get("ce_grad_l1_per_example", ())), p)

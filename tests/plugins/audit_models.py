@@ -26,6 +26,20 @@ def probabilities():
     return nn.Sequential(TinyNet(), nn.Softmax(dim=1)).eval()
 
 
+class _Scaled(nn.Module):
+    def __init__(self, inner, factor):
+        super().__init__()
+        self.inner, self.factor = inner, factor
+
+    def forward(self, x):
+        return self.inner(x) * self.factor
+
+
+def scaled_probabilities():
+    """Softmax × 100: outside [0, 1], yet probabilities up to scale (every row sums to 100)."""
+    return _Scaled(probabilities(), 100.0).eval()
+
+
 def in_train_mode():
     return TinyNet().train()
 
