@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
+from bench.store.artifacts import Store
 
 FAST = ["--dataset", "digits", "--epochs", "3", "--n-eval", "40", "--quiet",
         "--set", "cw.max_iterations=20", "--set", "cw.binary_search_steps=2"]
@@ -200,3 +201,23 @@ def test_attacks_all_with_one_norm_skips_attacks_without_it():
     names = {name for name, _ in plan}
     assert "pgd" in names and "cw" not in names and "jsma" not in names
     assert {b.norm for _, b in plan} == {"linf"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--defense", "vanilla", "--dataset", "digits", "--out", "/proc/bench-store"],
+     "--out '/proc/bench-store': '/proc' is not a writable folder"),
+    (["run", "--defense", "vanilla", "--dataset", "digits", "--out", "/sys/kernel/bench-store"],
+     "'/sys/kernel' is not a writable folder"),
+    (["run", "--defense", "vanilla", "--dataset", "digits", "--out", "{tmp}/runs", "--leaderboard", "/proc/x/lb.md"],
+     "--leaderboard '/proc/x/lb.md': '/proc' is not a writable folder"),
+    (["leaderboard", "--out", "{tmp}", "--output", "/proc/x.md"], "--output '/proc/x.md': '/proc' is not a writable"),
+    (["leaderboard", "publish", "--out", "{tmp}", "--dest", "/proc/pub"], "--dest '/proc/pub': '/proc' is not a writable"),
+])
+def test_unwritable_outputs_are_found_by_trying(argv, message, tmp_path, capsys):
+    """As root `os.access` calls /proc and /sys writable; creating a file there fails. One line, exit 2,
+    before any work, and the trial leaves nothing behind."""
+    Store(tmp_path)
+    code = bench(*[a.format(tmp=tmp_path) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert not list(tmp_path.glob(".bench-write-test-*"))

@@ -3,6 +3,8 @@ before any work, with one line on anything unusable."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from bench.core.errors import BenchInputError
@@ -25,6 +27,19 @@ def _nearest_existing(path: Path) -> Path:
     return parent
 
 
+def writable_folder(base: Path) -> bool:
+    """Whether files can be created in `base`, found by trying (`os.access` says yes for root under
+    /proc and /sys, where nothing can be created): an empty temporary folder, removed at once."""
+    if not base.is_dir():
+        return False
+    try:
+        trial = tempfile.mkdtemp(prefix=".bench-write-test-", dir=base)
+    except OSError:
+        return False
+    shutil.rmtree(trial, ignore_errors=True)
+    return True
+
+
 def check_folder(text: str, flag: str, *, must_exist: bool) -> Path:
     """A folder bench will read (`must_exist`) or create and write: one line on anything unusable."""
     path = check_path_text(text, flag)
@@ -33,7 +48,7 @@ def check_folder(text: str, flag: str, *, must_exist: bool) -> Path:
     if must_exist and not path.is_dir():
         raise BenchInputError(f"{flag} {text!r} does not exist (run `bench run` first or pass the right folder)")
     base = _nearest_existing(path)
-    if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+    if not writable_folder(base):
         raise BenchInputError(f"{flag} {text!r}: {str(base)!r} is not a writable folder")
     return path
 
@@ -44,7 +59,7 @@ def check_file_target(text: str, flag: str) -> Path:
     if path.is_dir() or text.endswith(os.sep):
         raise BenchInputError(f"{flag} {text!r} is a folder; it must name a file")
     base = _nearest_existing(path.parent if str(path.parent) else Path("."))
-    if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+    if not writable_folder(base):
         raise BenchInputError(f"{flag} {text!r}: {str(base)!r} is not a writable folder")
     return path
 
@@ -55,6 +70,6 @@ def check_leaderboard_path(text: str | None, store: str) -> Path:
     if text is not None and (not text.strip() or out.is_dir()):
         raise BenchInputError(f"--leaderboard {text!r} must name a file")
     parent = _nearest_existing(out.parent)
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
+    if not writable_folder(parent):
         raise BenchInputError(f"--leaderboard {str(out)!r}: {str(parent)!r} is not a writable folder")
     return out
