@@ -216,3 +216,29 @@ def test_records_of_replaced_weights_are_stale_and_removed(tmp_path, digits):
     again = Store(tmp_path)
     assert again.records() == [] and "stale: model" in str(again.problems[f"record:{rid2}"])
 
+
+
+def test_probes_take_the_node_lock_a_concurrent_run_waits_and_reuses(tmp_path, digits):
+    """While another run holds a probe's lock, probing the same model waits, then reuses what that
+    run stored instead of computing it again (three concurrent runs used to probe three times)."""
+    import threading
+
+    from bench.core.specs import probe_id_of
+    from bench.execute.runner import Runner
+    from bench.plan.nodes import plan_model
+
+    node = plan_model("vanilla", {}, arch="digits-cnn", dataset="digits", seed=0, epochs=1)
+    store = Store(tmp_path / "runs")
+    runner = Runner(store, digits, torch.device("cpu"), quiet=True, log=lambda m: None)
+    runner.model(node)
+    probe_id = probe_id_of(node.model_id, "digits", 20)
+    got = {}
+    with store.lock(probe_id):  # the other run, mid-computation
+        worker = threading.Thread(target=lambda: got.setdefault("probes", runner.probes(node, 20)))
+        worker.start()
+        worker.join(2.0)
+        assert worker.is_alive()  # waiting on the lock, not computing beside it
+        theirs = {"probe_id": probe_id, "model_id": node.model_id, "dataset": "digits", "n": 20, "mark": "theirs"}
+        store.save_probes(probe_id, theirs)
+    worker.join(60)
+    assert got["probes"]["mark"] == "theirs" and runner.probed == []

@@ -202,21 +202,30 @@ class Runner:
         cached = self.store.load_probes(probe_id)
         if cached is not None:
             return cached
-        probes = {"probe_id": probe_id, "model_id": node.model_id, "label": node.label, "arch": node.arch,
-                  "dataset": self.dataset.name, **probe_model(self.model(node), x, y, self.device)}
-        self.store.save_probes(probe_id, probes)
+        with self.store.lock(probe_id):  # a concurrent run probing the same model: wait, then reuse
+            cached = self.store.load_probes(probe_id)
+            if cached is not None:
+                return cached
+            probes = {"probe_id": probe_id, "model_id": node.model_id, "label": node.label, "arch": node.arch,
+                      "dataset": self.dataset.name, **probe_model(self.model(node), x, y, self.device)}
+            self.store.save_probes(probe_id, probes)
         self.probed.append(probe_id)
         return probes
 
     def binarization(self, node: TrainNode, prepared: PreparedAttack, n_eval: int | None, samples: int) -> dict:
         """The binarization test of the planned attack on `node`'s model, on the first `samples`
         examples of the evaluation slice it classifies correctly; cached like probes."""
-        from bench.execute.binarization import binarization_test
-
         binarization_id = binarization_id_of(prepared.record_id, samples)
         cached = self.store.load_binarization(binarization_id)
         if cached is not None:
             return cached
+        with self.store.lock(binarization_id):
+            cached = self.store.load_binarization(binarization_id)
+            return cached if cached is not None else self._binarize(node, prepared, n_eval, samples, binarization_id)
+
+    def _binarize(self, node, prepared, n_eval, samples, binarization_id) -> dict:
+        from bench.execute.binarization import binarization_test
+
         x, y = self.dataset.eval_slice(n_eval)
         budget = prepared.spec.budget
         started = time.perf_counter()
