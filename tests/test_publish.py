@@ -25,6 +25,8 @@ def test_publish_is_idempotent_and_check_detects_staleness(swept_store, tmp_path
     assert main(["leaderboard", "publish", "--out", str(swept_store), "--dest", str(dest)]) == 0
     assert "published 0 changed file(s)" in capsys.readouterr().out
     assert first == {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    # no published file, the publish marker included, holds a folder of the machine that made it
+    assert not [rel for rel, data in first.items() if str(swept_store).encode() in data or b"/tmp/" in data]
     assert main(["leaderboard", "publish", "--check", "--out", str(swept_store), "--dest", str(dest)]) == 0
     page = dest / "digits-l2.md"
     page.write_text(page.read_text() + "\nedited by hand\n")

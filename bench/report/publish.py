@@ -219,8 +219,9 @@ def publish(store: Store, dest: Path, dataset: str | None = None, replace: bool 
         files = sorted(pages)
     else:
         files = sorted(set((marker or {}).get("files", [])) | set(pages))
-    _write_atomic(dest / MARKER, (json.dumps({"store_id": store.store_id, "store": str(store.root.resolve()),
-                                              "files": files}, indent=2, sort_keys=True) + "\n").encode())
+    # the store by its folder's name only: a published folder holds no path of the machine that made it
+    marker = {"store_id": store.store_id, "store": f"DIR/{store.root.resolve().name}", "files": files}
+    _write_atomic(dest / MARKER, (json.dumps(marker, indent=2, sort_keys=True) + "\n").encode())
     return changed
 
 
