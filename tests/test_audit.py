@@ -101,6 +101,28 @@ def test_factory_models_are_audited_and_rebuilt(tmp_path, plugins_on_path, capsy
                  "--n-eval", "20", "--out", out, "--quiet", "--factory", "audit_models:tiny") == 0
 
 
+def test_a_ray_worker_rebuilds_a_factory_model_only_from_the_factories_the_user_named(tmp_path, plugins_on_path):
+    """`bench eval --executor ray --factory F`: the worker's store trusts F (it used to trust none and
+    every node of a factory model failed there), and without it the worker refuses like the driver."""
+    from bench.core.specs import probe_id_of
+    from bench.execute.executors import TaskFailed, WorkerContext, run_in_worker
+    from bench.plan.nodes import stored_node
+    from bench.plan.tasks import ProbeTask
+
+    out = tmp_path / "runs"
+    assert bench("audit", "--model", "audit_models:tiny", *COMMON, "--attacks", "noise", "--no-adaptive",
+                 "--out", out, "--quiet") == 0
+    (spec,) = Store(out).models()
+    node = stored_node(Store(out), spec["model_id"])
+    task = ProbeTask(node, 20, probe_id_of(spec["model_id"], "digits", 20))
+    untrusted = WorkerContext(str(out), "digits", None, "cpu", 100, None, "")
+    with pytest.raises(TaskFailed, match="a store never names code to run"):
+        run_in_worker(untrusted, task)
+    trusted = WorkerContext(str(out), "digits", None, "cpu", 100, None, "", factories=frozenset({"audit_models:tiny"}))
+    run_in_worker(trusted, task)
+    assert Store(out).load_probes(task.probe_id)["clean_acc"] >= 0
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--checkpoint", "missing.safetensors", "--arch", "digits-cnn"], "--checkpoint 'missing.safetensors' does not exist"),
     (["--checkpoint", "{truncated}", "--arch", "digits-cnn"], "the weights do not fit architecture 'digits-cnn'"),

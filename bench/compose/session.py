@@ -56,5 +56,5 @@ class OpenSession:
         if s.executor == "local":
             return LocalExecutor(self.runner, self.log, retries=retries)
         ctx = WorkerContext(str(Path(s.store).resolve()), s.dataset, s.data_root, s.device, self.attack_batch_size,
-                            s.epochs, s.command, self.runner.force)
+                            s.epochs, s.command, self.runner.force, frozenset(self.store.trusted_factories))
         return RayExecutor(ctx, self.log, address=s.ray_address, retries=retries, gpus_per_task=s.gpus_per_task)

@@ -125,6 +125,7 @@ class WorkerContext:
     epochs: int | None
     command: str
     force: frozenset = frozenset()
+    factories: frozenset = frozenset()  # the factories the user named (`--factory`): a worker trusts those only
 
 
 _WORKER_RUNNERS: dict = {}
@@ -151,7 +152,9 @@ def run_in_worker(ctx: WorkerContext, task: Task, *upstream) -> tuple[str, float
     runner = _WORKER_RUNNERS.get(ctx)
     if runner is None:
         device = resolve_device(ctx.device if ctx.device != "cuda" or torch.cuda.is_available() else "cpu")
-        runner = Runner(Store(ctx.store), load_dataset(ctx.dataset, ctx.data_root), device, quiet=True,
+        store = Store(ctx.store)
+        store.trusted_factories = ctx.factories
+        runner = Runner(store, load_dataset(ctx.dataset, ctx.data_root), device, quiet=True,
                         log=lambda msg: None, attack_batch_size=ctx.attack_batch_size, epochs=ctx.epochs,
                         command=ctx.command, force=ctx.force)
         _WORKER_RUNNERS[ctx] = runner
