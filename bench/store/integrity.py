@@ -11,13 +11,19 @@ from bench.core.errors import BenchInputError
 from bench.core.files import sha256_bytes, sha256_file
 
 
+MISNAMED = "differs from its folder name"
+
+
 class CorruptArtifact(BenchInputError):
     """An artifact whose content does not match its recorded hashes, id or shape."""
 
     def __init__(self, kind: str, artifact_id: str, why: str, folder: Path):
         self.kind, self.artifact_id, self.why = kind, artifact_id, why
-        super().__init__(f"{kind} {artifact_id} is corrupt ({why}); it is never used: `bench run` recomputes it, "
-                         f"or delete {folder}")
+        # a renamed folder holds another id's artifact: `bench run` computes that id under its own name,
+        # and nothing ever writes this folder again
+        remedy = ("nothing recomputes a folder under another name: delete it" if MISNAMED in why
+                  else "`bench run` recomputes it, or delete")
+        super().__init__(f"{kind} {artifact_id} is corrupt ({why}); it is never used: {remedy} {folder}")
 
 
 # --- integrity of one artifact -----------------------------------------------------------------
@@ -41,7 +47,7 @@ def _check_content(obj: Any, kind: str, id_field: str, folder_id: str) -> str | 
     if not isinstance(obj, dict):
         return "not a JSON object"
     if obj.get(id_field) != folder_id:
-        return f"its {id_field} {obj.get(id_field)!r} differs from its folder name"
+        return f"its {id_field} {obj.get(id_field)!r} {MISNAMED}"
     integrity = obj.get("integrity")
     if not isinstance(integrity, dict) or not isinstance(integrity.get("files"), dict):
         return "no content hashes (written by an older version: `bench store seal` adds them)"
