@@ -245,3 +245,58 @@ def test_probes_take_the_node_lock_a_concurrent_run_waits_and_reuses(tmp_path, d
         store.save_probes(probe_id, theirs)
     worker.join(60)
     assert got["probes"]["mark"] == "theirs" and runner.probed == []
+
+
+def _reseal(path, edit):
+    """Edit a sealed artifact and seal it again, as someone who knows the format would."""
+    from bench.store.integrity import seal
+
+    obj = json.loads(path.read_text())
+    files = obj.pop("integrity")["files"]
+    edit(obj)
+    path.write_text(json.dumps(seal(obj, {name: path.parent / name for name in files})))
+
+
+@pytest.mark.parametrize("edit, why", [
+    (lambda spec: spec["config"].update(source="factory", origin="os:abort"), "its config differ(s) from the key"),
+    (lambda spec: spec.update(defense="external"), "its defense differ(s) from the key"),
+])
+def test_a_resealed_spec_off_its_key_is_corrupt(edit, why, tmp_path, digits):
+    """A spec resealed with fields its key does not hold is never used: the fields a model is rebuilt
+    from (a factory's name among them) are the ones its id was made of."""
+    store, _, mid = _store_with_model(tmp_path, digits)
+    _reseal(tmp_path / "models" / mid / "spec.json", edit)
+    again = Store(tmp_path)
+    assert not again.has_model(mid) and why in str(again.problems[f"model:{mid}"])
+
+
+def test_a_resealed_spec_without_its_key_is_never_rebuilt_and_verify_says_so(tmp_path, digits, capsys):
+    from bench.cli import main
+
+    store, _, mid = _store_with_model(tmp_path, digits)
+    _reseal(tmp_path / "models" / mid / "spec.json", lambda spec: spec.pop("key"))
+    with pytest.raises(CorruptArtifact, match="no key: nothing ties its id to the fields it is rebuilt from"):
+        Store(tmp_path).load_model(mid, digits, torch.device("cpu"))
+    assert main(["store", "verify", "--out", str(tmp_path)]) == 1
+    assert f"model {mid} is corrupt (no key" in capsys.readouterr().out
+    code = main(["eval", "--model-id", mid, "--attacks", "fgsm", "--norm", "linf", "--dataset", "digits",
+                 "--n-eval", "10", "--out", str(tmp_path), "--quiet"])
+    assert code == 2 and "no key" in capsys.readouterr().err
+
+
+def test_an_edited_probes_file_stops_the_leaderboard_and_run_recomputes_it(tmp_path, capsys):
+    from bench.cli import main
+
+    argv = ["--dataset", "digits", "--attacks", "fgsm", "--norm", "linf", "--n-eval", "20", "--epochs", "1",
+            "--no-adaptive", "--quiet", "--out", str(tmp_path)]
+    assert main(["run", "--defense", "vanilla", *argv]) == 0
+    probe, = (tmp_path / "probes").glob("*.json")
+    edited = json.loads(probe.read_text())
+    edited["zero_grad_share"] = 0.9  # edited by hand, not resealed
+    probe.write_text(json.dumps(edited))
+    capsys.readouterr()
+    assert main(["leaderboard", "--out", str(tmp_path)]) == 2
+    assert f"probes {probe.stem} is corrupt (content hash mismatch)" in capsys.readouterr().err
+    assert main(["run", "--defense", "vanilla", *argv]) == 0
+    assert json.loads(probe.read_text())["zero_grad_share"] == 0.0
+    assert main(["leaderboard", "--out", str(tmp_path)]) == 0

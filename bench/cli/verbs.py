@@ -147,6 +147,7 @@ def cmd_list(args, log, command: str) -> int:
 
 def cmd_leaderboard(args, log, command: str) -> int:
     store = Store(args.out, create=False, log=log)
+    store.all_probes(), store.all_binarizations()  # read lazily elsewhere: verify them before any page uses them
     if store.problems:  # never publish or show a board with an artifact missing from it silently
         first = next(iter(store.problems.values()))
         more = f" (and {len(store.problems) - 1} more: `bench store verify --out {args.out}`)" if len(store.problems) > 1 else ""

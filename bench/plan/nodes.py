@@ -101,7 +101,7 @@ def plan_model(defense: str, overrides: Mapping[str, Any], *, arch: str, dataset
 def stored_node(store, model_id: str, _depth: int = 0) -> TrainNode:
     """A model known only by its id in the store (`bench eval --model-id`), with its stored upstream
     models (a teacher, for transfer from it). Never retrained."""
-    spec = store.model_spec(model_id)
+    spec = store.rebuildable_spec(model_id)
     cls = DEFENSES.get(spec["defense"]).obj
     upstream = {role: stored_node(store, up, _depth + 1) for role, up in spec.get("upstream", {}).items()
                 if _depth < MAX_REQUIREMENT_DEPTH and store.has_model(up)}

@@ -44,7 +44,7 @@ from bench.core.files import json_bytes, sha256_bytes, sha256_file, write_json_a
 from bench.store.folders import AtomicFolders, fsync_file, refuse_links
 from bench.store.index import StoreIndex, read_bytes
 from bench.store.measurements import SealedJsonFolder
-from bench.store.integrity import CorruptArtifact, seal  # noqa: F401 - seal: part of the store's API
+from bench.store.integrity import NO_KEY, CorruptArtifact, seal  # noqa: F401 - seal: part of the store's API
 from bench.store.verified import PER_EXAMPLE_COLUMNS, VerifiedReads  # noqa: F401 - the columns: part of the API
 
 
@@ -153,11 +153,19 @@ class Store(StoreIndex, VerifiedReads, AtomicFolders):
                 f"(`bench audit --model {origin}`)")
         return origin
 
+    def rebuildable_spec(self, model_id: str) -> dict:
+        """The spec of a model to rebuild or attack: it must carry its key (every spec bench writes
+        has one; a resealed spec may not, and then nothing ties its id to what it names)."""
+        spec = self.model_spec(model_id)
+        if not isinstance(spec.get("key"), dict):
+            raise CorruptArtifact("model", model_id, NO_KEY, self.models_dir / model_id)
+        return spec
+
     def load_model(self, model_id: str, dataset, device: torch.device) -> torch.nn.Module:
         """The model, rebuilt from its architecture and weights after checking the weights' hash."""
         from bench.plugins.archs import create_model
 
-        spec = self.model_spec(model_id)
+        spec = self.rebuildable_spec(model_id)
         folder = self.models_dir / model_id
         try:
             weights = (folder / "model.safetensors").read_bytes()
@@ -275,6 +283,9 @@ class Store(StoreIndex, VerifiedReads, AtomicFolders):
         are checked whenever a model is loaded): `bench store verify`."""
         for spec in self.models():
             mid = spec["model_id"]
+            if not isinstance(spec.get("key"), dict):
+                self.problems[f"model:{mid}"] = CorruptArtifact("model", mid, NO_KEY, self.models_dir / mid)
+                continue
             path = self.models_dir / mid / "model.safetensors"
             if not path.is_file() or sha256_file(path) != spec["integrity"]["files"]["model.safetensors"]:
                 self.problems[f"model:{mid}"] = CorruptArtifact(

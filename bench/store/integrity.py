@@ -56,4 +56,12 @@ def _check_content(obj: Any, kind: str, id_field: str, folder_id: str) -> str | 
     key = obj.get("key")
     if key is not None and content_hash(key) != folder_id:
         return "its id is not the hash of its recorded key"
+    if kind == "model" and isinstance(key, dict):  # a model is rebuilt from these: each must be the one its id hashes
+        changed = [f for f in MODEL_KEY_FIELDS if key.get(f) != obj.get(f)]
+        if changed:
+            return f"its {', '.join(changed)} differ(s) from the key its id is the hash of"
     return None
+
+
+MODEL_KEY_FIELDS = ("defense", "config", "arch", "dataset", "seed", "upstream")
+NO_KEY = "no key: nothing ties its id to the fields it is rebuilt from"
