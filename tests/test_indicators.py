@@ -159,3 +159,46 @@ def test_an_indicator_that_persists_after_its_remedies_keeps_the_row_unranked():
     fmn = _minimal("fmn", robust, [False] * 50 + [True] * 50, {"steps": 1000})
     m = assess(result_set([cw, pgd, ddn, fmn], [AT]))[AT["model_id"]]
     assert any("W4 still fires after its remedies ran" in r for r in m.rank_blockers(("l2", 1.5)))
+
+
+def test_a_transfer_that_fooled_only_its_surrogate_prescribes_an_attack_that_queries_the_model():
+    """W5 (Pintor et al. 2022, transfer failure): transfer points that fooled the surrogate and not the
+    model on robust examples. The row then needs Square (restarts 3) as its black-box evidence."""
+    from bench.assess.assessment import assess
+
+    robust = [True] * 60 + [False] * 40
+    fooled_surrogate = {"surrogate_fooled": [True] * 30 + [False] * 30 + [True] * 40}
+    transfer = make_record(AT, "transfer", "l2", 1.5, robust, columns=fooled_surrogate)
+    pgd = make_record(AT, "pgd-margin", "l2", 1.5, robust)
+    m = assess(result_set([transfer, pgd], [AT]))[AT["model_id"]]
+    w5 = next(f for f in m.diagnosis.strength if f.rule == "W5")
+    assert w5.fired and "on 30 robust examples" in w5.evidence["l2 1.5"]["transfer"]
+    assert any("W5" in r and "square (restarts=3)" in r for r in m.rank_blockers(("l2", 1.5)))
+
+    square = make_record(AT, "square", "l2", 1.5, robust, attack_config={"restarts": 3})
+    m = assess(result_set([transfer, pgd, square], [AT]))[AT["model_id"]]
+    assert not any("W5" in r for r in m.rank_blockers(("l2", 1.5)))
+    # a transfer whose points fooled its surrogate only where the model was fooled too: nothing fires
+    agreeing = make_record(AT, "transfer", "l2", 1.5, robust,
+                           columns={"surrogate_fooled": [False] * 60 + [True] * 40})
+    m = assess(result_set([agreeing, pgd], [AT]))[AT["model_id"]]
+    w5 = next(f for f in m.diagnosis.strength if f.rule == "W5")
+    assert w5.evaluated and not w5.fired
+
+
+def test_the_harness_predicts_transfer_points_on_the_surrogate_it_provided(digits, digits_models):
+    """run_attack judges every transfer point on the surrogate the harness loaded (the adapter gets a
+    copy): a vanilla surrogate is fooled by its own PGD points on nearly every example."""
+    from bench.core.specs import Budget
+    from bench.execute.evaluate import run_attack
+    from bench.plugins.attacks.transfer import Transfer
+
+    vanilla = digits_models["vanilla"]
+    x, y = digits.x_test[:60], digits.y_test[:60]
+    attack = Transfer(Transfer.Config(steps=10))
+    out = run_attack(vanilla, attack, x, y, Budget("linf", 0.3), num_classes=10, seed=0, device=CPU, quiet=True,
+                     surrogate=vanilla)
+    fooled = out.per_example["surrogate_fooled"]
+    assert attack.surrogate_model is not vanilla  # the adapter crafted on a copy
+    assert fooled.sum() >= 0.9 * out.per_example["clean_correct"].sum()
+    assert out.metrics["surrogate_fooled"] == int(fooled.sum())

@@ -51,6 +51,8 @@ class AttackSummary:
     traced: pd.Series | None = None
     steady: pd.Series | None = None
     silent: int = 0
+    # a transfer attack's points that fooled its surrogate (the harness predicted them there); None otherwise
+    surrogate_fooled: pd.Series | None = None
 
     @property
     def incomplete(self) -> pd.Series | None:
@@ -221,7 +223,8 @@ def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame],
         fooled = clean_r & (f["adv_pred"].astype(int) != f["label"].astype(int))
         key = _attack_key(r, losses_by_name)
         slot = per_attack.setdefault(key, {"records": [], "survived": None, "fooled": None, "clean": None,
-                                            "broken_by": None, "traced": None, "steady": None, "silent": 0})
+                                            "broken_by": None, "traced": None, "steady": None, "silent": 0,
+                                            "surrogate_fooled": None})
         slot["records"].append(r)
         trace = still_moving(f)
         if trace is not None:
@@ -229,6 +232,8 @@ def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame],
             slot["traced"] = either(slot["traced"], traced)
             slot["steady"] = either(slot["steady"], traced & ~moving)
             slot["silent"] += int(f["silent_success"].astype(bool).sum()) if "silent_success" in f.columns else 0
+        if "surrogate_fooled" in f.columns:
+            slot["surrogate_fooled"] = either(slot["surrogate_fooled"], f["surrogate_fooled"].astype(bool))
         if "adapter_broken_by" in f.columns:
             by = f["adapter_broken_by"].fillna("").astype(str)
             slot["broken_by"] = by if slot["broken_by"] is None else slot["broken_by"].combine_first(
@@ -245,7 +250,8 @@ def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame],
     attacks = {
         key: AttackSummary(key, slot["records"][0].attack, sorted(slot["records"], key=lambda r: r.record_id),
                            slot["survived"] & slot["clean"], slot["fooled"], slot["clean"], slot["broken_by"],
-                           traced=slot["traced"], steady=slot["steady"], silent=slot["silent"])
+                           traced=slot["traced"], steady=slot["steady"], silent=slot["silent"],
+                           surrogate_fooled=slot["surrogate_fooled"])
         for key, slot in sorted(per_attack.items())
     }
     # AutoAttack runs APGD-CE first on every example: with its per-component results, APGD-CE alone

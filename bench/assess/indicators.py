@@ -13,9 +13,13 @@ the harness itself saw of each attack (bench/execute/observer.py), never from wh
   mean the attack failed, not that the model is robust.
 - **Unavailable gradients** and **unstable predictions** are the records' gradient status and
   the probes' randomness checks (rules R9, R10 and the per-example `gradient` column).
-- **Transfer failure** is not evaluated yet: the transfer attack's surrogate queries are not seen.
+- **Transfer failure** (W5) — on examples robust in the worst case, the transfer attack's point
+  fooled its surrogate (the harness predicts every returned point there, column `surrogate_fooled`)
+  and not the model. The surrogate is not the model: its failure to transfer says nothing of the
+  model's robustness, so the black-box evidence must come from an attack that queries the model
+  (Square), which W5 prescribes.
 
-W3 and W4 are attack-strength findings (bench/assess/strength.py): they prescribe more iterations
+W3, W4 and W5 are attack-strength findings (bench/assess/strength.py): they prescribe more iterations
 (bench/assess/remedies.py `MORE_ITERATIONS`), and a row is ranked at that budget only when the
 prescribed attacks have run *and* the indicator no longer fires — otherwise "≤ X", named.
 """
@@ -95,13 +99,36 @@ def rule_unconstrained_failure(m: ModelEvidence) -> Finding:
     return make(bool(hits), seen, **hits)
 
 
-INDICATOR_RULES = [rule_incomplete_optimisation, rule_unconstrained_failure]
+def rule_transfer_failure(m: ModelEvidence) -> Finding:
+    make = _finding("W5", "a transfer attack fooled its surrogate, not the model",
+                    "on > 1% of the evaluation set (and at least 2 examples) robust in the worst case, a transfer "
+                    "attack's point misclassified on its surrogate (inside the budget) was classified right by the "
+                    "model",
+                    "Pintor et al. 2022, transfer failure")
+    hits, seen = {}, False
+    for t in m.threats.values():
+        for a in t.attacks.values():
+            if a.surrogate_fooled is None:
+                continue
+            seen = True
+            robust = t.worst_survived.reindex(t.examples, fill_value=False)
+            on_surrogate = a.surrogate_fooled.reindex(t.examples, fill_value=False)
+            count = int((robust & on_surrogate).sum())
+            if _fires(count, len(t.examples)):
+                hits.setdefault(_threat_name(t), {})[a.key] = (
+                    f"fooled the surrogate, not the model, on {count} robust examples "
+                    f"(the surrogate was fooled on {int(on_surrogate.sum())} of {len(t.examples)})")
+    return make(bool(hits), seen, **hits)
+
+
+INDICATOR_RULES = [rule_incomplete_optimisation, rule_unconstrained_failure, rule_transfer_failure]
 
 
 def indicator_rows(t) -> list[dict]:
     """Per attack at one threat model: the examples the harness traced, the silent successes it
     counted, the examples it left robust and those still improving at the end, and (minimal-norm
-    attacks) the examples never broken at any size; None where not recorded or not applicable."""
+    attacks) the examples never broken at any size, (transfer attacks) the points that fooled the
+    surrogate; None where not recorded or not applicable."""
     rows = []
     for a in t.attacks.values():
         if a.derived:
@@ -110,6 +137,7 @@ def indicator_rows(t) -> list[dict]:
         incomplete = a.incomplete
         unbounded = a.unbounded_success if a.info.minimal_norm else None
         rows.append({"attack": a.key, "traced": traced, "silent_success": None if traced is None else a.silent,
+                     "surrogate_fooled": None if a.surrogate_fooled is None else int(a.surrogate_fooled.sum()),
                      "robust": int(a.survived.sum()),
                      "still_improving": None if incomplete is None else int(incomplete.sum()),
                      "never_broken": None if unbounded is None else unbounded.n - unbounded.correct})

@@ -88,10 +88,12 @@ UNCONSTRAINED = (
     Prescription("ddn-margin", {"steps": 1000}),
     Prescription("fmn", {"steps": 1000}),
 )
+# W5, a transfer that fooled only its surrogate: black-box evidence from an attack that queries the model
+QUERY_BLACK_BOX = (Prescription("square", {"restarts": 3}),)
 INDICATORS = ("W3", "W4")  # findings that must clear, not only have their remedies run, for a rank
 FAMILIES: dict[str, tuple[Prescription, ...]] = {
     "W1": STRONGER_WHITE_BOX, "W2": STRONGER_WHITE_BOX + (Prescription("square", {"restarts": 3}),),
-    "W3": MORE_ITERATIONS, "W4": UNCONSTRAINED,
+    "W3": MORE_ITERATIONS, "W4": UNCONSTRAINED, "W5": QUERY_BLACK_BOX,
     "R1": SATURATION, "R6": SATURATION, "R7": SATURATION, "R8": SATURATION,
     "R2": SHATTERED, "R3": SHATTERED, "R4": SHATTERED, "R5": SHATTERED, "R10": UNAVAILABLE,
     "R9": RANDOMIZED,

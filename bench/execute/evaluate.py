@@ -132,6 +132,7 @@ def run_attack(
     quiet: bool = False,
     desc: str | None = None,
     draws: int = DEFAULT_DRAWS,
+    surrogate: torch.nn.Module | None = None,
 ) -> AttackOutcome:
     """Attack the correctly classified examples of (x, y) and measure the outcome per example.
 
@@ -139,7 +140,11 @@ def run_attack(
     correct in every draw (the expected accuracy over draws is recorded beside it). For gradient
     attacks, examples whose input gradient is unavailable get the clean input back (the attack is
     skipped for them, with a note); a non-finite output is accepted as the clean input where the
-    model's own gradient is not finite, and refused as an adapter defect anywhere else."""
+    model's own gradient is not finite, and refused as an adapter defect anywhere else.
+
+    `surrogate`: the model a transfer attack crafts on. The adapter gets a copy of it; the harness
+    predicts every returned point on the original too (column `surrogate_fooled`: the point fooled
+    the surrogate, inside the budget), for the transfer-failure indicator (bench/assess/indicators.py)."""
     started = time.perf_counter()
     model.eval()
     notes: list[str] = []
@@ -169,6 +174,11 @@ def run_attack(
     silent = torch.zeros(len(y), dtype=torch.bool)
     traces = {c: torch.full((len(y),), float("nan")) for c in TRACE_COLUMNS}
     traces["trace_queries"] = torch.zeros(len(y), dtype=torch.long)
+    surrogate_fooled = None
+    if surrogate is not None:
+        surrogate.eval()
+        attack.surrogate_model = _adapter_copy(surrogate)  # what the adapter does to it never reaches the judge
+        surrogate_fooled = torch.zeros(len(y), dtype=torch.bool)
     for start in range(0, len(todo), batch_size):
         idx = todo[start : start + batch_size]
         observer = None
@@ -214,6 +224,10 @@ def run_attack(
             silent[idx] = adopted
             for column, values in observer.columns().items():
                 traces[column][idx] = values.cpu().to(traces[column].dtype)
+        if surrogate_fooled is not None:
+            with torch.no_grad():
+                on_surrogate = surrogate(x_adv.detach().to(device, xb.dtype)).argmax(1).cpu()
+            surrogate_fooled[idx] = (on_surrogate != yb.cpu()) & within_b.cpu() & ~stray_b.cpu()
         adv_draws[:, idx] = draws_b
         sizes[idx] = size_b.cpu()
         within[idx] = within_b.cpu()
@@ -251,6 +265,7 @@ def run_attack(
         "gradient": grad_status,
         "silent_success": silent.numpy(),
         **{column: values.numpy() for column, values in traces.items()},
+        **({} if surrogate_fooled is None else {"surrogate_fooled": surrogate_fooled.numpy()}),
         **{f"adapter_{column}": values for column, values in sorted(adapter_columns.items())},
     })
     n_correct = int(clean_correct.sum())
@@ -272,6 +287,8 @@ def run_attack(
         "silent_success": int(silent.sum()),
         "traced": int((traces["trace_queries"] > 0).sum()),  # examples with queries the harness saw
     }
+    if surrogate_fooled is not None:
+        metrics["surrogate_fooled"] = int(surrogate_fooled.sum())
     if randomized:  # the expected accuracies over draws, beside the all-draws ones
         metrics["expected_clean_acc"] = float((clean_draws == y).float().mean())
         adv_ok = clean_correct & ((adv_draws == y) | ~within)

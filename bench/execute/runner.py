@@ -174,7 +174,8 @@ class Runner:
         else:
             outcome = run_attack(model, attack, x, y, budget, num_classes=self.dataset.num_classes, seed=seed,
                                  device=self.device, batch_size=self.attack_batch_size, quiet=self.quiet,
-                                 desc=f"{attack_name} {budget} on {node.label}")
+                                 desc=f"{attack_name} {budget} on {node.label}",
+                                 surrogate=getattr(attack, "surrogate_model", None))
         record = NewRecord(
             RECORD_SCHEMA_VERSION, rid, spec.key, node.model_id, self.store.weights_sha256(node.model_id),
             {"name": node.defense, "label": node.label, "config": config_to_dict(node.config)},

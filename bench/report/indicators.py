@@ -7,7 +7,7 @@ from bench.report.tables import md_table
 
 DOCS = "docs/masking.md#attack-failure-indicators"
 HEADER = ["attack", "examples traced", "silent successes (counted)", "still improving at the end",
-          "never broken at any size"]
+          "never broken at any size", "fooled the surrogate"]
 
 
 def _n(value) -> str:
@@ -15,7 +15,7 @@ def _n(value) -> str:
 
 
 def _traced(t) -> bool:
-    return any(a.traced is not None for a in t.attacks.values())
+    return any(a.traced is not None or a.surrogate_fooled is not None for a in t.attacks.values())
 
 
 def indicators_markdown(m) -> list[str]:
@@ -25,12 +25,13 @@ def indicators_markdown(m) -> list[str]:
     lines = ["## Attack-failure indicators (Pintor et al. 2022)", "",
              "From the harness's own view of every query each attack made (not from the adapter): silent successes "
              "are counted in the record; examples still improving at the end (W3) and examples no minimal-norm "
-             f"attack broke at any size (W4) prescribe longer attacks ({DOCS}).", ""]
+             f"attack broke at any size (W4) prescribe longer attacks; a transfer attack's points that fooled its "
+             f"surrogate and not the model (W5) prescribe an attack that queries the model ({DOCS}).", ""]
     for (norm, eps), t in threats:
         rows = [[r["attack"], "not recorded" if r["traced"] is None else str(r["traced"]), _n(r["silent_success"]),
                  "—" if r["still_improving"] is None else f"{r['still_improving']} of {r['robust']} robust",
-                 _n(r["never_broken"])] for r in indicator_rows(t)]
-        lines += [f"**{norm} ε = {eps:g}**", ""] + md_table(HEADER, "lrrrr", rows) + [""]
+                 _n(r["never_broken"]), _n(r["surrogate_fooled"])] for r in indicator_rows(t)]
+        lines += [f"**{norm} ε = {eps:g}**", ""] + md_table(HEADER, "lrrrrr", rows) + [""]
     return lines
 
 
