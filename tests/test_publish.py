@@ -2,6 +2,8 @@
 pages are byte-identical across publishes, and --check catches stale pages."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.cli import main
@@ -57,3 +59,39 @@ def test_published_pages_never_contradict_themselves(swept_store):
     from test_leaderboard import assert_pages_agree
 
     assert assert_pages_agree(build_pages(Store(swept_store))) >= 2
+
+
+def test_the_store_published_beside_the_pages_verifies_and_reproduces_them(swept_store, tmp_path, capsys):
+    """`--include-store`: DEST/store holds the sealed artifacts; it verifies, the pages published
+    from the copy are byte-identical to those published from the original, `--check` against the
+    copy passes, and the pages' commands name the copy."""
+    import json
+
+    dest = tmp_path / "leaderboard"
+    assert main(["leaderboard", "publish", "--include-store", "--out", str(swept_store), "--dest", str(dest)]) == 0
+    copy = dest / "store"
+    assert (copy / "store.json").read_bytes() == (swept_store / "store.json").read_bytes()
+    weights = sorted(p.relative_to(copy) for p in copy.glob("models/*/model.safetensors"))
+    assert weights == sorted(p.relative_to(swept_store) for p in swept_store.glob("models/*/model.safetensors"))
+    assert not (copy / "index.sqlite").exists() and "index.sqlite" in (copy / ".gitignore").read_text()
+    marker = json.loads((dest / ".distill-bench-publish.json").read_text())
+    assert "store/store.json" in marker["files"]
+    page = (dest / "digits-l2.md").read_text()
+    assert "--out DIR/store " in page and str(swept_store) not in page
+    assert "`bench store verify --out DIR/store`" in (dest / "README.md").read_text()
+    published = {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    del published[Path(".distill-bench-publish.json")]  # it names the store that published: here the original
+
+    capsys.readouterr()
+    assert main(["store", "verify", "--out", str(copy)]) == 0
+    assert "0 corrupt" in capsys.readouterr().out
+    assert main(["leaderboard", "publish", "--check", "--include-store", "--out", str(copy), "--dest", str(dest)]) == 0
+    again = tmp_path / "again" / "leaderboard"
+    assert main(["leaderboard", "publish", "--include-store", "--out", str(copy), "--dest", str(again)]) == 0
+    republished = {p.relative_to(again): p.read_bytes() for p in again.rglob("*") if p.is_file()}
+    del republished[Path(".distill-bench-publish.json")]
+    assert published == republished
+    # a record edited in the published copy: its verification fails and the board refuses it
+    record = next(copy.glob("records/*/record.json"))
+    record.write_text(record.read_text().replace('"robust_acc": 0', '"robust_acc": 1', 1))
+    assert main(["store", "verify", "--out", str(copy)]) == 1

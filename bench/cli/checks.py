@@ -13,8 +13,8 @@ def check_arguments(args) -> None:
     """Every check that needs no data or model, before any work starts."""
     if args.verb == "leaderboard" and args.dataset is not None:
         dataset_info(args.dataset)  # `--dataset foo` or '': one line with the list, not an empty board
-    if args.verb == "leaderboard" and args.action != "publish" and (args.check or args.replace):
-        raise BenchInputError("--check and --replace apply to `bench leaderboard publish` only")
+    if args.verb == "leaderboard" and args.action != "publish" and (args.check or args.replace or args.include_store):
+        raise BenchInputError("--check, --replace and --include-store apply to `bench leaderboard publish` only")
     if args.verb == "eval" and args.model_id:
         given = [flag for flag, value in (("--arch", args.arch), ("--sweep", args.sweep), ("--epochs", args.epochs))
                  if value is not None]

@@ -198,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with publish: write nothing, exit 1 if pages are stale, missing or orphaned")
     p.add_argument("--replace", action="store_true",
                    help="with publish: replace pages that another store (or something else) left in --dest")
+    p.add_argument("--include-store", action="store_true",
+                   help="with publish: also publish the sealed store behind the pages as DEST/store (weights, records, "
+                        "per-example files, probes), so that a reader re-verifies and extends the board; the pages' "
+                        "commands then name it")
     p.add_argument("--out", default="runs", help="store to read (default: ./runs)")
     p.add_argument("--dataset", default=None, help="only this dataset")
     p.add_argument("--format", default="markdown", choices=["markdown", "json", "csv"],

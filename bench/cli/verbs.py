@@ -157,13 +157,13 @@ def cmd_leaderboard(args, log, command: str) -> int:
         if not args.dest.strip():
             raise BenchInputError("--dest '' must name a folder")
         if args.check:
-            outdated = stale(store, dest, args.dataset)
+            outdated = stale(store, dest, args.dataset, include_store=args.include_store)
             for why, path in outdated:
                 print(f"{why}: {path}")
             print(f"{len(outdated)} file(s) to update in {args.dest}" if outdated else f"{args.dest} is up to date")
             return 1 if outdated else 0
         check_destination(store, dest, args.replace)
-        changed = publish(store, dest, args.dataset, replace=args.replace)
+        changed = publish(store, dest, args.dataset, replace=args.replace, include_store=args.include_store)
         print(f"published {len(changed)} changed file(s) into {args.dest}")
         return 0
     board = store_board(store, args.dataset)

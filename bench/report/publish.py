@@ -28,6 +28,8 @@ from bench.store.records import Record, ResultSet, valid_id
 from bench.report.serialize import board_json_text
 from bench.report.markdown import md_table, model_markdown, page_markdown, pct, security_curves
 from bench.report.plots import gradient_histogram_png, security_curve_png, temperature_png, training_curve_png
+from bench.report.published_store import FOLDER, is_store_file, rehome, store_files
+from bench.report.tables import portable
 from bench.core.files import write_atomic
 from bench.store.artifacts import Store
 
@@ -70,14 +72,16 @@ def temperature_sweep(records: list[Record]) -> dict[tuple, pd.DataFrame]:
     return out
 
 
-def build_pages(store: Store, dataset: str | None = None) -> dict[str, bytes]:
-    """Relative path → content of every published file."""
+def build_pages(store: Store, dataset: str | None = None, store_path: str | None = None) -> dict[str, bytes]:
+    """Relative path → content of every published file. `store_path`: the store is published beside
+    the pages (bench/report/published_store.py) at this path, which the pages' commands then name."""
     results = ResultSet.from_store(store, dataset)
     assessments = assess(results)
+    move = (lambda c: rehome(c, store_path)) if store_path else (lambda c: c)
     commands = defaultdict(set)
     for r in results.records:
         if r.command:
-            commands[(r.dataset, r.budget.norm)].add(r.command)
+            commands[(r.dataset, r.budget.norm)].add(move(r.command))
     board = build_board(assessments, {k: sorted(v) for k, v in commands.items()})
     pages: dict[str, bytes] = {}
     index = ["# distill-bench published leaderboards", "",
@@ -124,9 +128,17 @@ def build_pages(store: Store, dataset: str | None = None) -> dict[str, bytes]:
             curve_png = f"{model_id}-training.png"
             pages[f"models/{curve_png}"] = training_curve_png(board.labels[model_id], m.info.training_curves)
         pages[f"models/{model_id}.md"] = model_markdown(m, board.labels[model_id],
-                                                        commands=_commands(by_model[model_id]),
+                                                        commands=[move(c) for c in _commands(by_model[model_id])],
                                                         histogram=histogram, curve_png=curve_png).encode()
     pages["leaderboard.json"] = board_json_text(board).encode()
+    if store_path:
+        dest_path = str(Path(store_path).parent)
+        verify = portable(f"bench store verify --out {store_path}")
+        check = portable(f"bench leaderboard publish --check --include-store --out {store_path} --dest {dest_path}")
+        index += ["", f"The sealed store behind these pages is [{FOLDER}/]({FOLDER}/): `{verify}` re-verifies every "
+                      f"artifact, `{check}` that these pages are what it produces, and the pages' commands rerun "
+                      f"against it."]
+        pages.update(store_files(store))
     pages["README.md"] = ("\n".join(index) + "\n").encode()
     for rel in pages:  # every name comes from validated ids and fixed words; check anyway
         if not _safe_relative(rel):
@@ -142,7 +154,7 @@ def _safe_relative(rel: str) -> bool:
         return False
     if len(parts) == 1:
         return True
-    return len(parts) == 2 and parts[0] == "models" and valid_id(parts[1][:16])
+    return (len(parts) == 2 and parts[0] == "models" and valid_id(parts[1][:16])) or is_store_file(parts)
 
 
 def _read_marker(dest: Path) -> dict | None:
@@ -191,11 +203,16 @@ def check_destination(store: Store, dest: Path, replace: bool) -> dict | None:
 _write_atomic = write_atomic  # one atomic writer for every file bench writes (bench/core/files.py)
 
 
-def publish(store: Store, dest: Path, dataset: str | None = None, replace: bool = False) -> list[Path]:
-    """Write the pages; remove the pages this destination held that are no longer produced; return
-    the files that changed (written or removed)."""
+def _store_path(dest: Path, include_store: bool) -> str | None:
+    return str(dest / FOLDER) if include_store else None
+
+
+def publish(store: Store, dest: Path, dataset: str | None = None, replace: bool = False,
+            include_store: bool = False) -> list[Path]:
+    """Write the pages (and, `include_store`, the store behind them under DEST/store); remove the
+    files this destination held that are no longer produced; return the files that changed."""
     marker = check_destination(store, dest, replace)
-    pages = build_pages(store, dataset)
+    pages = build_pages(store, dataset, _store_path(dest, include_store))
     root = dest.resolve()
     changed = []
     for rel, content in sorted(pages.items()):
@@ -225,10 +242,10 @@ def publish(store: Store, dest: Path, dataset: str | None = None, replace: bool 
     return changed
 
 
-def stale(store: Store, dest: Path, dataset: str | None = None) -> list[tuple[str, Path]]:
+def stale(store: Store, dest: Path, dataset: str | None = None, include_store: bool = False) -> list[tuple[str, Path]]:
     """(why, path) for every published file that differs from what the store would publish now,
     is missing, or is orphaned (a page under dest that the store no longer produces)."""
-    pages = build_pages(store, dataset)
+    pages = build_pages(store, dataset, _store_path(dest, include_store))
     out = []
     for rel, content in sorted(pages.items()):
         path = dest / rel
