@@ -27,6 +27,12 @@ def test_budget_sweep_gives_a_security_curve_table_and_plot(tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "### Security curve" in out and "ε = 0.05" in out and "ε = 0.3" in out
+    # pgd and fgsm are not the minimum suite: the row is ranked at no budget, every worst case an upper bound
+    curve = out.split("### Security curve", 1)[1].split("###", 1)[0]
+    worst = next(line for line in curve.splitlines() if line.startswith("| vanilla · worst case"))
+    assert worst.count("≤ ") == 2
+    pgd = next(line for line in curve.splitlines() if line.startswith("| vanilla · pgd"))
+    assert "≤" not in pgd  # one attack's accuracy is plainly that attack's
     assert "### Model probes" in out
     png = tmp_path / "curves-digits-linf.png"
     assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"

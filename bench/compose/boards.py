@@ -8,7 +8,7 @@ from typing import Callable, Iterable
 from bench.assess.assessment import assess
 from bench.core.files import write_atomic
 from bench.report.board import Board, build_board
-from bench.report.markdown import board_markdown, security_curves
+from bench.report.markdown import board_markdown, worst_case_bands
 from bench.report.plots import security_curve_png
 from bench.report.serialize import board_json_text
 from bench.store.records import ResultSet
@@ -36,7 +36,7 @@ def write_board(board: Board, path: Path, log: Callable[[str], None]) -> None:
     write_atomic(path, board_markdown(board).encode())
     write_atomic(path.with_suffix(".json"), board_json_text(board).encode())
     for page in board.pages:
-        curves = security_curves(page)
+        curves = worst_case_bands(page)
         if curves:
             png = path.parent / f"curves-{page.dataset}-{page.norm}.png"
             write_atomic(png, security_curve_png(f"Security curves · {page.dataset} · {page.norm}", curves, page.norm))

@@ -144,17 +144,32 @@ def probes_markdown(assessments: Sequence[ModelAssessment], labels: dict[str, st
                      "sensitivity", "n"], "lrrrrrr", rows)
 
 
-def security_curves(page: Page) -> dict[str, dict[float, float]]:
-    """'row · attack' → {ε: robust accuracy} over the page's budgets (only when more than one)."""
+def security_curves(page: Page) -> dict[str, dict[float, tuple[float, bool]]]:
+    """'row · attack' → {ε: (robust accuracy, an upper bound?)} over the page's budgets (only when
+    more than one). A worst case is an upper bound where its row is not ranked at that budget (an
+    incomplete or cheaper suite there, masking unresolved); one attack's accuracy always is one."""
     if len(page.tables) < 2:
         return {}
-    curves: dict[str, dict[float, float]] = {}
+    curves: dict[str, dict[float, tuple[float, bool]]] = {}
     for table in page.tables:
         for row in table.rows:
-            curves.setdefault(f"{row.label} · worst case", {})[table.eps] = row.robust.value
+            curves.setdefault(f"{row.label} · worst case", {})[table.eps] = (row.robust.value, not row.ranked)
             for key, cell in row.attacks.items():
-                curves.setdefault(f"{row.label} · {key}", {})[table.eps] = cell.value
+                curves.setdefault(f"{row.label} · {key}", {})[table.eps] = (cell.value, True)
     return curves
+
+
+def worst_case_bands(page: Page) -> dict[str, dict[float, tuple[float, float, float, bool]]]:
+    """Row label → {ε: (worst case, 95% low, 95% high, an upper bound?)}: the security-curve figure,
+    one line per defense with its interval as a band (only with more than one budget)."""
+    if len(page.tables) < 2:
+        return {}
+    bands: dict[str, dict[float, tuple[float, float, float, bool]]] = {}
+    for table in page.tables:
+        for row in table.rows:
+            bands.setdefault(row.label, {})[table.eps] = (row.robust.value, row.robust.low, row.robust.high,
+                                                           not row.ranked)
+    return bands
 
 
 NORM_NAMES = {"linf": "L∞", "l2": "L2", "l0": "L0"}
@@ -180,9 +195,16 @@ def page_markdown(page: Page, *, link: bool = True, curve_png: str | None = None
     if curves:
         lines += [f"{h}# Security curve", "",
                   "Robust accuracy as the budget grows: it must fall towards 0 for every attack; a curve that stays "
-                  "flat for gradient attacks while others fall is masking.", ""]
+                  "flat for gradient attacks while others fall is masking. A worst case marked ≤ is an upper bound "
+                  "(its row is not ranked at that budget; the figure draws it hollow); the band is its 95% interval.",
+                  ""]
         eps = [t.eps for t in page.tables]
-        rows = [[name] + [pct(points[e]) if e in points else "—" for e in eps] for name, points in sorted(curves.items())]
+        def shown(name, point):
+            value, upper = point
+            return ("≤ " if upper and name.endswith("worst case") else "") + pct(value)
+
+        rows = [[name] + [shown(name, points[e]) if e in points else "—" for e in eps]
+                for name, points in sorted(curves.items())]
         lines += md_table(["row · attack", *[f"ε = {e:g}" for e in eps]], "l" + "r" * len(eps), rows) + [""]
         if curve_png:
             lines += [f"![security curves]({curve_png})", ""]

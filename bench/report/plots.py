@@ -26,16 +26,24 @@ def _figure(size=(7, 4.5)):
     return plt.subplots(figsize=size)
 
 
-def security_curve_png(title: str, curves: dict[str, dict[float, float]], norm: str) -> bytes:
-    """Robust accuracy vs ε: a line per (row, attack); solid lines are the per-example worst case."""
+def security_curve_png(title: str, bands: dict[str, dict[float, tuple[float, float, float, bool]]],
+                       norm: str) -> bytes:
+    """Robust accuracy (the per-example worst case) vs ε: one line per defense, its 95% interval as a
+    band; a point where the row is not ranked (an upper bound) is drawn hollow."""
     fig, ax = _figure()
-    for name, points in sorted(curves.items()):
+    for i, (name, points) in enumerate(sorted(bands.items())):
         eps = sorted(points)
-        ax.plot(eps, [100 * points[e] for e in eps], "-" if name.endswith("worst case") else "--", marker="o",
-                label=name)
+        color = f"C{i % 10}"
+        values = [100 * points[e][0] for e in eps]
+        ax.fill_between(eps, [100 * points[e][1] for e in eps], [100 * points[e][2] for e in eps], color=color,
+                        alpha=0.15, linewidth=0)
+        ax.plot(eps, values, "-", color=color, label=name)
+        for e, v in zip(eps, values):
+            upper = points[e][3]
+            ax.plot([e], [v], "o", color=color, markerfacecolor="none" if upper else color)
     ax.set_xlabel(f"{norm} budget ε")
-    ax.set_ylabel("robust accuracy (%)")
-    ax.set_title(title)
+    ax.set_ylabel("robust accuracy, worst case (%)")
+    ax.set_title(f"{title} (hollow: upper bound, not ranked)", fontsize=9)
     ax.set_ylim(-2, 102)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, loc="upper right")

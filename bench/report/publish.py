@@ -26,7 +26,7 @@ from bench.report.board import build_board
 from bench.core.errors import BenchInputError
 from bench.store.records import Record, ResultSet, valid_id
 from bench.report.serialize import board_json_text
-from bench.report.markdown import md_table, model_markdown, page_markdown, pct, security_curves
+from bench.report.markdown import md_table, model_markdown, page_markdown, pct, worst_case_bands
 from bench.report.plots import gradient_histogram_png, security_curve_png, temperature_png, training_curve_png
 from bench.report.published_store import FOLDER, is_store_file, rehome, store_files
 from bench.report.tables import portable
@@ -91,7 +91,7 @@ def build_pages(store: Store, dataset: str | None = None, store_path: str | None
              "[leaderboard.json](leaderboard.json).", ""]
     for page in board.pages:
         name = f"{page.dataset}-{page.norm}"
-        curves = security_curves(page)
+        curves = worst_case_bands(page)
         png = f"curves-{name}.png" if curves else None
         if png:
             pages[png] = security_curve_png(f"Security curves · {page.dataset} · {page.norm}", curves, page.norm)
