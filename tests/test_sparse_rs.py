@@ -2,6 +2,7 @@
 the same model and inputs at the same number of changed features; it needs no gradient at all."""
 from __future__ import annotations
 
+import pytest
 import torch
 import torchattacks
 
@@ -40,3 +41,17 @@ def test_sparse_rs_needs_no_gradient(digits, digits_models):
     out = run_attack(NoGraph(digits_models["vanilla"]), SparseRS(SparseRS.Config(n_queries=200)), x, y,
                      Budget("l0", 0.145), num_classes=10, seed=0, device=CPU, quiet=True)
     assert out.metrics["success_rate"] > 0.8 and out.metrics["gradient_unavailable"] == 0
+
+
+def test_l0_budgets_of_one_or_more_count_features():
+    """`--norm l0 --eps 5,10,20,40`: pixel counts (issue 20: budgets at which models differ), planned as
+    the fractions the attacks take; Sparse-RS then changes exactly that many features."""
+    from bench.core.errors import BenchInputError
+    from bench.plan.budgets import budget_plan
+
+    plan = budget_plan(["sparse-rs"], ("l0",), (5.0, 10.0, 0.25), "mnist", (1, 28, 28), attacks_named=True)
+    assert [b.eps for _, b in plan] == [5 / 784, 10 / 784, 0.25]
+    assert [max(1, int(b.eps * 784 + 1e-9)) for _, b in plan[:2]] == [5, 10]  # Sparse-RS's k
+    for bad, message in ((2.5, "must be a whole number"), (785.0, "more features than an input has (784)")):
+        with pytest.raises(BenchInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            budget_plan(["sparse-rs"], ("l0",), (bad,), "mnist", (1, 28, 28), attacks_named=True)

@@ -1,6 +1,7 @@
 """The budgets of a run: each attack at each selected norm it supports, at the requested ε or
 the dataset's default (MNIST-like L∞ 0.3 / L2 2.0, CIFAR L∞ 8/255 / L2 0.5, L0 14.5% of the
-features). `--norm` and `--eps` are parsed and validated here, once, into `Budget`s."""
+features; an L0 `--eps` of 1 or more is a count of features, e.g. 5,10,20,40 pixels). `--norm` and
+`--eps` are parsed and validated here, once, into `Budget`s."""
 from __future__ import annotations
 
 import math
@@ -47,6 +48,8 @@ def budget_plan(attack_names: Sequence[str], norms: Sequence[str], eps: Sequence
                                   f"not --norm {','.join(norms)}")
         for norm in supported:
             for value in (eps or [DEFAULT_BUDGETS[family][norm]]):
+                if norm == "l0" and value >= 1:
+                    value = l0_fraction(value, None if shape is None else math.prod(shape))
                 if shape is not None:
                     check_effective(Budget(norm, value), math.prod(shape))
                 if norm == "l2" and shape is not None and value > math.prod(shape) ** 0.5:
@@ -54,6 +57,20 @@ def budget_plan(attack_names: Sequence[str], norms: Sequence[str], eps: Sequence
                                           f"dataset (at most {math.prod(shape) ** 0.5:.4g})")
                 plan.append((name, Budget(norm, value)))
     return tuple(plan)
+
+
+def l0_fraction(count: float, features: int | None) -> float:
+    """An L0 budget of 1 or more is a count of features (pixels × channels) that may change: the
+    fraction count / features the attacks take (Sparse-RS changes ⌊ε·d⌋ features, JSMA pairs of them).
+    Below 1 an L0 budget is that fraction already."""
+    if count != int(count):
+        raise BenchInputError(f"--eps {count:g} at l0: a budget of 1 or more counts features and must be a whole "
+                              f"number (below 1 it is a fraction of the features)")
+    if features is None:
+        raise BenchInputError("an l0 budget given as a count of features needs the dataset's input shape")
+    if count > features:
+        raise BenchInputError(f"--eps {count:g} at l0 is more features than an input has ({features:,})")
+    return int(count) / features
 
 
 def check_effective(budget: Budget, features: int) -> None:
