@@ -55,3 +55,11 @@ def test_l0_budgets_of_one_or_more_count_features():
     for bad, message in ((2.5, "must be a whole number"), (785.0, "more features than an input has (784)")):
         with pytest.raises(BenchInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
             budget_plan(["sparse-rs"], ("l0",), (bad,), "mnist", (1, 28, 28), attacks_named=True)
+
+
+def test_a_page_names_an_l0_budget_by_its_count_of_features():
+    from bench.report.curves import budget_text
+
+    assert budget_text("l0", 5 / 784, "mnist-5k") == "0.00637755 (5 of 784 features)"
+    assert budget_text("l0", 0.145, "mnist-5k") == "0.145"  # not a whole count: the fraction only
+    assert budget_text("linf", 0.3, "mnist-5k") == "0.3" and budget_text("l0", 0.25, "no-such-dataset") == "0.25"

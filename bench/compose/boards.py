@@ -8,7 +8,8 @@ from typing import Callable, Iterable
 from bench.assess.assessment import assess
 from bench.core.files import write_atomic
 from bench.report.board import Board, build_board
-from bench.report.markdown import board_markdown, worst_case_bands
+from bench.report.curves import worst_case_bands
+from bench.report.markdown import board_markdown
 from bench.report.plots import security_curve_png
 from bench.report.serialize import board_json_text
 from bench.store.records import ResultSet

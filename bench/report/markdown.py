@@ -12,6 +12,7 @@ from typing import Sequence
 from bench.assess.assessment import ModelAssessment
 from bench.report.binarization import binarization_markdown
 from bench.report.indicators import indicators_markdown
+from bench.report.curves import budget_text, security_curves
 from bench.report.tables import inline, md_table, portable  # md_table also imported from here by publish.py
 from bench.report.board import Board, Cell, Page, Row, Table
 from bench.assess.masking import RULE_SUMMARY
@@ -144,34 +145,6 @@ def probes_markdown(assessments: Sequence[ModelAssessment], labels: dict[str, st
                      "sensitivity", "n"], "lrrrrrr", rows)
 
 
-def security_curves(page: Page) -> dict[str, dict[float, tuple[float, bool]]]:
-    """'row · attack' → {ε: (robust accuracy, an upper bound?)} over the page's budgets (only when
-    more than one). A worst case is an upper bound where its row is not ranked at that budget (an
-    incomplete or cheaper suite there, masking unresolved); one attack's accuracy always is one."""
-    if len(page.tables) < 2:
-        return {}
-    curves: dict[str, dict[float, tuple[float, bool]]] = {}
-    for table in page.tables:
-        for row in table.rows:
-            curves.setdefault(f"{row.label} · worst case", {})[table.eps] = (row.robust.value, not row.ranked)
-            for key, cell in row.attacks.items():
-                curves.setdefault(f"{row.label} · {key}", {})[table.eps] = (cell.value, True)
-    return curves
-
-
-def worst_case_bands(page: Page) -> dict[str, dict[float, tuple[float, float, float, bool]]]:
-    """Row label → {ε: (worst case, 95% low, 95% high, an upper bound?)}: the security-curve figure,
-    one line per defense with its interval as a band (only with more than one budget)."""
-    if len(page.tables) < 2:
-        return {}
-    bands: dict[str, dict[float, tuple[float, float, float, bool]]] = {}
-    for table in page.tables:
-        for row in table.rows:
-            bands.setdefault(row.label, {})[table.eps] = (row.robust.value, row.robust.low, row.robust.high,
-                                                           not row.ranked)
-    return bands
-
-
 NORM_NAMES = {"linf": "L∞", "l2": "L2", "l0": "L0"}
 
 
@@ -190,7 +163,7 @@ def page_markdown(page: Page, *, link: bool = True, curve_png: str | None = None
     if page.commands:
         lines += ["Produced by:", "", "```", *[portable(c) for c in page.commands], "```", ""]
     for table in page.tables:
-        lines += [f"{h}# {norm} ε = {table.eps:g}", ""] + table_markdown(table, link) + [""]
+        lines += [f"{h}# {norm} ε = {budget_text(page.norm, table.eps, page.dataset)}", ""] + table_markdown(table, link) + [""]
     curves = security_curves(page)
     if curves:
         lines += [f"{h}# Security curve", "",
@@ -205,12 +178,13 @@ def page_markdown(page: Page, *, link: bool = True, curve_png: str | None = None
 
         rows = [[name] + [shown(name, points[e]) if e in points else "—" for e in eps]
                 for name, points in sorted(curves.items())]
-        lines += md_table(["row · attack", *[f"ε = {e:g}" for e in eps]], "l" + "r" * len(eps), rows) + [""]
+        lines += md_table(["row · attack", *[f"ε = {budget_text(page.norm, e, page.dataset)}" for e in eps]],
+                          "l" + "r" * len(eps), rows) + [""]
         if curve_png:
             lines += [f"![security curves]({curve_png})", ""]
     lines += [f"{h}# Details: robust accuracy per attack", ""]
     for table in page.tables:
-        lines += [f"{norm} ε = {table.eps:g}:", ""] + details_markdown(table) + [""]
+        lines += [f"{norm} ε = {budget_text(page.norm, table.eps, page.dataset)}:", ""] + details_markdown(table) + [""]
     lines += [f"{h}# Masking evidence", "",
               "Rules that fired, with the numbers that made them fire (" + MASKING_DOCS + "). "
               + " · ".join(f"{k} {v}" for k, v in RULE_SUMMARY.items()) + ".", ""]

@@ -26,7 +26,8 @@ from bench.report.board import build_board
 from bench.core.errors import BenchInputError
 from bench.store.records import Record, ResultSet, valid_id
 from bench.report.serialize import board_json_text
-from bench.report.markdown import md_table, model_markdown, page_markdown, pct, worst_case_bands
+from bench.report.curves import worst_case_bands
+from bench.report.markdown import md_table, model_markdown, page_markdown, pct
 from bench.report.plots import gradient_histogram_png, security_curve_png, temperature_png, training_curve_png
 from bench.report.published_store import FOLDER, is_store_file, rehome, store_files
 from bench.report.tables import portable
