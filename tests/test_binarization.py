@@ -100,8 +100,9 @@ def test_bench_run_tests_the_suite_and_leaves_a_failing_attack_out_of_the_minimu
 
 
 def test_an_edited_binarization_file_is_reported_and_never_used(tmp_path, capsys):
-    """A test result edited in the store (a failure turned into a pass) fails verification, is left
-    out of the board, and the next run measures it again."""
+    """A test result edited in the store (a failure turned into a pass) fails verification, stops the
+    board with one line naming it (never shown, never dropped in silence), and the next run measures
+    it again."""
     import json
 
     from bench.cli import main
@@ -117,8 +118,11 @@ def test_an_edited_binarization_file_is_reported_and_never_used(tmp_path, capsys
     capsys.readouterr()
     assert main(["store", "verify", "--out", str(tmp_path)]) == 1
     assert path.stem in capsys.readouterr().out
-    assert main(["leaderboard", "show", "--out", str(tmp_path), "--format", "json"]) == 0
-    (model,) = json.loads(capsys.readouterr().out)["models"].values()
-    assert model["binarization"] == []
+    assert main(["leaderboard", "show", "--out", str(tmp_path), "--format", "json"]) == 2
+    assert f"binarization {path.stem} is corrupt" in capsys.readouterr().err
     assert main(args) == 0
     assert json.loads(path.read_text())["passed"] is False
+    capsys.readouterr()
+    assert main(["leaderboard", "show", "--out", str(tmp_path), "--format", "json"]) == 0
+    (model,) = json.loads(capsys.readouterr().out)["models"].values()
+    assert [b["passed"] for b in model["binarization"]] == [False]

@@ -154,7 +154,7 @@ def test_train_then_eval_by_model_id(finished_run, capsys):
     (["run", "--defense", "vanilla", "--dataset", "digits", "--n-eval", "99999999999999999999999"],
      "is larger than the test split of digits (360 examples)"),
     (["run", "--defense", "ard", "--dataset", "digits", "--set", "batch_size=99999999999999"],
-     "ard.batch_size=99,999,999,999,999 is larger than the training split of digits"),
+     "ard.batch_size=99,999,999,999,999: its inputs alone need 23,841,858 GiB"),
 ])
 def test_bad_input_exits_2_with_one_clear_line(argv, message, tmp_path, capsys):
     import torch
@@ -221,3 +221,19 @@ def test_unwritable_outputs_are_found_by_trying(argv, message, tmp_path, capsys)
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err, err
     assert not list(tmp_path.glob(".bench-write-test-*"))
+
+
+def test_batch_sizes_are_refused_only_beyond_memory():
+    """A batch larger than a small training split is the whole split (fine); one whose float32 inputs
+    alone exceed the machine's memory is refused, teachers included."""
+    from bench.compose.run import check_batch_sizes
+    from bench.core.errors import BenchInputError
+    from bench.plan.nodes import plan_model
+
+    gib = 2**30
+    ard = plan_model("ard", {"batch_size": "5000"}, arch="digits-cnn", dataset="digits", seed=0)
+    check_batch_sizes([ard], 64, memory=gib)  # 5,000 × 64 × 4 bytes: 1.2 MiB
+    huge = plan_model("ard", {"batch_size": str(gib)}, arch="digits-cnn", dataset="digits", seed=0)
+    with pytest.raises(BenchInputError, match="ard.batch_size=1,073,741,824: its inputs alone need 256 GiB, more than "
+                                              "this machine's 1 GiB"):
+        check_batch_sizes([huge], 64, memory=gib)

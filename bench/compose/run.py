@@ -3,6 +3,8 @@ typed request → session → plan → execution with its adaptive rounds → bo
 their arguments into a request and call these; nothing here parses a user's text."""
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -69,19 +71,30 @@ def plan_nodes(session: OpenSession, defenses, per_defense, sweep: str | None) -
     s = session.request
     nodes = [plan_model(d, overrides, arch=session.arch, dataset=s.dataset, seed=s.seed, epochs=s.epochs)
              for d, overrides in sweep_variants(sweep, defenses, per_defense)]
-    check_batch_sizes(nodes, len(session.dataset.y_train), s.dataset)
+    check_batch_sizes(nodes, math.prod(session.dataset.shape))
     return nodes
 
 
-def check_batch_sizes(nodes, split: int, dataset: str) -> None:
-    """A batch larger than the training split is a typo (the batch would be the whole split, and a
-    size beyond any memory fails only after the teachers trained): refused before any work."""
+def check_batch_sizes(nodes, features: int, memory: int | None = None) -> None:
+    """A batch whose inputs alone (float32) need more memory than this machine has is a typo that
+    would fail only after the teachers trained: refused before any work, for every node of the DAG.
+    (A batch larger than a small training split is fine: it is the whole split.)"""
+    memory = physical_memory() if memory is None else memory
     for node in nodes:
         size = getattr(node.config, "batch_size", None)
-        if isinstance(size, int) and size > split:
-            raise BenchInputError(f"{node.defense}.batch_size={size:,} is larger than the training split of "
-                                  f"{dataset} ({split:,} examples)")
-        check_batch_sizes(list(node.upstream.values()), split, dataset)
+        if isinstance(size, int) and memory and size * features * 4 > memory:
+            raise BenchInputError(f"{node.defense}.batch_size={size:,}: its inputs alone need "
+                                  f"{size * features * 4 / 2**30:,.0f} GiB, more than this machine's "
+                                  f"{memory / 2**30:,.0f} GiB")
+        check_batch_sizes(list(node.upstream.values()), features, memory)
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory (POSIX), or None where unknown."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def summary(runner, report: Report | None = None) -> str:
