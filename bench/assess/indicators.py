@@ -107,11 +107,11 @@ def rule_transfer_failure(m: ModelEvidence) -> Finding:
                     "Pintor et al. 2022, transfer failure")
     hits, seen = {}, False
     for t in m.threats.values():
+        robust = t.worst_survived.reindex(t.examples, fill_value=False)
         for a in t.attacks.values():
             if a.surrogate_fooled is None:
                 continue
             seen = True
-            robust = t.worst_survived.reindex(t.examples, fill_value=False)
             on_surrogate = a.surrogate_fooled.reindex(t.examples, fill_value=False)
             count = int((robust & on_surrogate).sum())
             if _fires(count, len(t.examples)):

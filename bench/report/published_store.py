@@ -75,16 +75,11 @@ def rehome(command: str, store_path: str) -> str:
         tokens = shlex.split(command)
     except ValueError:
         return command
-    out, skip = [], False
-    for i, token in enumerate(tokens):
-        if skip:
-            skip = False
-            continue
-        if token == "--out" and i + 1 < len(tokens):
-            out += ["--out", store_path]
-            skip = True
+    out: list[str] = []
+    for token in tokens:
+        if out and out[-1] == "--out":  # the value after `--out`
+            token = store_path
         elif token.startswith("--out="):
-            out.append(f"--out={store_path}")
-        else:
-            out.append(token)
+            token = f"--out={store_path}"
+        out.append(token)
     return shlex.join(out)
