@@ -4,7 +4,7 @@ github.com/zibojia/RSLAD, rslad_loss.py).
 
 The robust teacher's soft labels on *clean* inputs replace the hard labels everywhere — in the
 inner maximisation and in both loss terms:
-    x′ = argmax_{‖x′−x‖∞ ≤ ε} KL(T(x) ‖ S(x′))          (10 steps, start x + 0.001·N(0, 1))
+    x′ = argmax_{‖x′−x‖∞ ≤ ε} KL(T(x) ‖ S(x′))          (10 steps; start: see Config.inner_start)
     loss = 5/6 · KL(T(x) ‖ S(x′)) + 1/6 · KL(T(x) ‖ S(x))   (temperature 1)
 As in the reference, the KL is summed over classes and averaged over the batch (`batchmean`).
 The paper (CIFAR-10, ResNet-18 student, WRN-34-10 TRADES teacher): 51.5% AutoAttack (ARD 49.5).
@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from defenses.base import (ADAM_50, MNIST_5K_DATA, NO_DROPOUT, ROBUST_MNIST_5K, SELECTION, Defense, PaperCard,
                            TrainContext, TrainingConfig, unit_interval)
-from defenses.perturb import TRADES, BudgetConfig, LinfPGD, eval_logits, larger_robust_teacher, robust_schedule
+from defenses.perturb import (TRADES, BudgetConfig, LinfPGD, check_inner_start, eval_logits, inner_start,
+                              larger_robust_teacher, robust_schedule)
 
 
 def kl_to_teacher(student_logits, teacher_probs):
@@ -48,15 +49,20 @@ class RSLAD(Defense):
         teacher: any registered robust defense (the paper uses a TRADES WRN-34-10; default
         `trades`); teacher_arch "" = the run architecture's larger twin (bench.plugins.archs.larger_arch:
         papernot-mnist → papernot-mnist-wide), a teacher bigger than its student as in the paper.
-        Optimisation: see TrainingConfig (the reference: SGD 0.1, 300 epochs on CIFAR)."""
+        Optimisation: see TrainingConfig (the reference: SGD 0.1, 300 epochs on CIFAR).
+        inner_start: where the inner maximisation starts, "uniform" in the ε-ball, "normal" at
+        x + 0.001·N(0, 1) (the reference code) or "none"; "" = defenses.perturb.inner_start (uniform on
+        mnist-5k, measured; the reference's start elsewhere)."""
 
         schedule: str = "multistep"
         adv_weight: float = 5 / 6
         teacher: str = "trades"
         teacher_arch: str = ""
+        inner_start: str = ""
 
         def __post_init__(self):
             super().__post_init__()
+            check_inner_start(self.inner_start)
             unit_interval(self.adv_weight, "adv_weight")
 
     def requires(self, cfg: Config):
@@ -64,7 +70,7 @@ class RSLAD(Defense):
 
     def train(self, cfg: Config, ctx: TrainContext, upstream):
         teacher = upstream["teacher"].eval()
-        pgd = LinfPGD.resolve(cfg, ctx.dataset, TRADES, start="normal")
+        pgd = LinfPGD.resolve(cfg, ctx.dataset, TRADES, start=inner_start(cfg, ctx.dataset))
         ramp, fit_options = robust_schedule(cfg, ctx, pgd)
         student = ctx.create_model()
 
