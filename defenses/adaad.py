@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from defenses.base import (ADAM_50, MNIST_5K_DATA, NO_DROPOUT, ROBUST_MNIST_5K, SELECTION, Defense, PaperCard,
                            TrainContext, TrainingConfig, unit_interval)
-from defenses.perturb import (TRADES, BudgetConfig, LinfPGD, check_inner_start, eval_logits, inner_start,
-                              larger_robust_teacher, robust_schedule)
+from defenses.perturb import (TRADES, UNIFORM_START_MNIST_5K, BudgetConfig, LinfPGD, check_inner_start, eval_logits,
+                              inner_start, larger_robust_teacher, robust_schedule)
 
 
 def kl_teacher_student(teacher_logits, student_logits):
@@ -38,7 +38,8 @@ class AdaptiveAdversarialDistillation(Defense):
                "ε 8/255); loss α·KL(T(x′) ‖ S(x′)) + (1 − α)·KL(T(x) ‖ S(x)), α 1",
         reported=(("CIFAR-10 ResNet-18 student, AutoAttack (as tabulated in the IGDM paper)", "52.8%"),),
         departures=(MNIST_5K_DATA, ADAM_50, ROBUST_MNIST_5K, SELECTION,
-                    "teacher: trades on papernot-mnist-wide, student papernot-mnist", NO_DROPOUT))
+                    "teacher: trades on papernot-mnist-wide, student papernot-mnist", UNIFORM_START_MNIST_5K,
+                    NO_DROPOUT))
 
     @dataclass(frozen=True)
     class Config(TrainingConfig, BudgetConfig):

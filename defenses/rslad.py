@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from defenses.base import (ADAM_50, MNIST_5K_DATA, NO_DROPOUT, ROBUST_MNIST_5K, SELECTION, Defense, PaperCard,
                            TrainContext, TrainingConfig, unit_interval)
-from defenses.perturb import (TRADES, BudgetConfig, LinfPGD, check_inner_start, eval_logits, inner_start,
-                              larger_robust_teacher, robust_schedule)
+from defenses.perturb import (TRADES, UNIFORM_START_MNIST_5K, BudgetConfig, LinfPGD, check_inner_start, eval_logits,
+                              inner_start, larger_robust_teacher, robust_schedule)
 
 
 def kl_to_teacher(student_logits, teacher_probs):
@@ -40,7 +40,8 @@ class RSLAD(Defense):
         reported=(("CIFAR-10 ResNet-18 student, AutoAttack (their Table 1)", "51.5%"),
                   ("the same, as tabulated in the IGDM paper", "52.1%")),
         departures=(MNIST_5K_DATA, ADAM_50, ROBUST_MNIST_5K, SELECTION,
-                    "teacher: trades on papernot-mnist-wide, student papernot-mnist", NO_DROPOUT))
+                    "teacher: trades on papernot-mnist-wide, student papernot-mnist", UNIFORM_START_MNIST_5K,
+                    NO_DROPOUT))
 
     @dataclass(frozen=True)
     class Config(TrainingConfig, BudgetConfig):

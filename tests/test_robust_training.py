@@ -267,3 +267,37 @@ def test_model_pages_show_the_card_and_the_training_curve_and_the_json_carries_b
     board = json.loads(pages["leaderboard.json"])
     model = next(iter(board["models"].values()))
     assert model["card"]["reported"] and model["training_curves"][0]["epochs"][1]["epoch"] == 2
+
+
+def test_rslad_and_adaad_start_their_inner_maximisation_where_their_config_says(digits, monkeypatch):
+    """mnist-5k's measured default is a uniform start in the ε-ball; other datasets keep the
+    reference code's x + 0.001·N(0, 1); an explicit inner_start wins; a wrong one is refused."""
+    from bench.core.errors import BenchInputError
+    from defenses.adaad import AdaptiveAdversarialDistillation
+    from defenses.perturb import LinfPGD, inner_start
+    from defenses.rslad import RSLAD
+    from defenses.vanilla import Vanilla
+
+    mnist5k = dataclasses.replace(digits, name="mnist-5k")
+    for cls in (RSLAD, AdaptiveAdversarialDistillation):
+        assert inner_start(cls.Config(), mnist5k) == "uniform"
+        assert inner_start(cls.Config(), digits) == "normal"
+        assert inner_start(cls.Config(inner_start="none"), mnist5k) == "none"
+        with pytest.raises(BenchInputError, match="inner_start"):
+            cls.Config(inner_start="gaussian")
+
+    starts = []
+    original = LinfPGD.perturb
+
+    def recording(self, *args, **kwargs):
+        starts.append(self.start)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LinfPGD, "perturb", recording)
+    teacher = train(Vanilla, digits, "digits-cnn", epochs=1)
+    for cls in (RSLAD, AdaptiveAdversarialDistillation):
+        for dataset, start in ((digits, "normal"), (mnist5k, "uniform")):
+            starts.clear()
+            train(cls, dataset, "digits-cnn", {"teacher": teacher}, epochs=1, eps=EPS, pgd_steps=1,
+                  pgd_step_size=0.05, early_stopping=False)
+            assert starts and set(starts) == {start}, (cls.name, dataset.name)
