@@ -59,13 +59,13 @@ def make_record(spec: dict, attack: str, norm: str, eps: float, survived, *, cle
 
 
 def probes(model_id: str, dataset: str = "digits", n: int = 100, zero=0.0, saturated=0.0, logit_l1=50.0,
-           randomized=0.0, unavailable=0.0, nonfinite=0.0) -> dict:
+           randomized=0.0, unavailable=0.0, nonfinite=0.0, instability=None) -> dict:
     return {"probe_id": content_hash({"p": model_id, "n": n}), "model_id": model_id, "label": "x", "arch": "digits-cnn",
             "dataset": dataset, "probe_version": 1, "n": n, "clean_acc": 0.9, "zero_grad_share": zero,
             "saturated_share": saturated, "logit_l1_median": logit_l1, "top2_gap_median": 5.0, "sensitivity": 0.5,
             "confidence_correct": 0.9, "ce_grad_l1": {"q10": 0.1, "median": 0.2, "q90": 0.3},
             "randomized_share": randomized, "grad_unavailable_share": unavailable, "grad_nonfinite_share": nonfinite,
-            "ce_grad_l1_per_example": [0.2] * 4}
+            "ce_grad_l1_per_example": [0.2] * 4, "loss_instability": instability}
 
 
 def result_set(records: list[tuple[dict, pd.DataFrame]], specs: list[dict] = (), probe_list: list[dict] = ()) -> ResultSet:

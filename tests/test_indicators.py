@@ -202,3 +202,71 @@ def test_the_harness_predicts_transfer_points_on_the_surrogate_it_provided(digit
     assert attack.surrogate_model is not vanilla  # the adapter crafted on a copy
     assert fooled.sum() >= 0.9 * out.per_example["clean_correct"].sum()
     assert out.metrics["surrogate_fooled"] == int(fooled.sum())
+
+
+class InputNoise(torch.nn.Module):
+    """A randomized defense: Gaussian noise on the input in every forward, eval mode included."""
+
+    def __init__(self, model, sigma):
+        super().__init__()
+        self.model, self.sigma = model, sigma
+
+    def forward(self, x):
+        return self.model((x + self.sigma * torch.randn_like(x)).clamp(0, 1))
+
+
+class Quantized(torch.nn.Module):
+    """A deterministic shattered surface: inputs rounded to `levels` grey levels."""
+
+    def __init__(self, model, levels):
+        super().__init__()
+        self.model, self.levels = model, levels
+
+    def forward(self, x):
+        return self.model(torch.round(x * (self.levels - 1)) / (self.levels - 1))
+
+
+def test_loss_instability_is_small_on_smooth_models_and_saturates_on_random_or_shattered_ones(digits, digits_models):
+    """Pintor et al. 2022's unstable-predictions metric (the probes' loss_instability): measured
+    undefended and distilled models stay far below W6's threshold; noise in the forward and a
+    quantized input reach its cap."""
+    from bench.assess.indicators import UNSTABLE
+    from bench.execute.probes import loss_instability
+
+    x, y = digits.x_test[:100], digits.y_test[:100]
+    for name in ("vanilla", "student"):
+        assert loss_instability(digits_models[name].eval(), x, y) < UNSTABLE / 2, name
+    torch.manual_seed(0)
+    assert loss_instability(InputNoise(digits_models["vanilla"], 0.05).eval(), x, y) > UNSTABLE
+    # digits' pixels are multiples of 1/16: 4 levels put many of them on a rounding edge ±4/255 away
+    assert loss_instability(Quantized(digits_models["vanilla"], 4).eval(), x, y) > UNSTABLE
+    # 17 levels hold them all: the surface is flat within ±4/255 and nothing changes at all
+    assert loss_instability(Quantized(digits_models["vanilla"], 17).eval(), x, y) == 0.0
+
+
+def test_an_unstable_loss_prescribes_eot_and_square_and_is_answered_once_they_ran():
+    """W6 fires from the probes on every threat model of the row and asks for the EOT attacks and
+    Square with 3 restarts; once they ran the row is no longer held back by it. A stable model is
+    evaluated and W6 stays quiet."""
+    from bench.assess.assessment import assess
+    from recordkit import probes
+
+    robust = [True] * 60 + [False] * 40
+    pgd = make_record(AT, "pgd-margin", "linf", 0.3, robust)
+    unstable = probes(AT["model_id"], instability=0.93)
+    m = assess(result_set([pgd], [AT], [unstable]))[AT["model_id"]]
+    w6 = next(f for f in m.diagnosis.strength if f.rule == "W6")
+    assert w6.fired and w6.evidence["linf 0.3"] == {"loss_instability": 0.93}
+    blockers = [r for r in m.rank_blockers(("linf", 0.3)) if "W6" in r]
+    assert blockers and "pgd-margin (eot_draws=20)" in blockers[0] and "square (restarts=3)" in blockers[0]
+
+    remedies = [make_record(AT, "pgd-margin", "linf", 0.3, robust, attack_config={"eot_draws": 20}),
+                make_record(AT, "apgd", "linf", 0.3, robust, attack_config={"component": "apgd-ce", "eot_iter": 20}),
+                make_record(AT, "autoattack", "linf", 0.3, robust, attack_config={"version": "rand"}),
+                make_record(AT, "square", "linf", 0.3, robust, attack_config={"restarts": 3})]
+    m = assess(result_set([pgd] + remedies, [AT], [unstable]))[AT["model_id"]]
+    assert not any("W6" in r for r in m.rank_blockers(("linf", 0.3)))
+
+    m = assess(result_set([pgd], [AT], [probes(AT["model_id"], instability=0.03)]))[AT["model_id"]]
+    w6 = next(f for f in m.diagnosis.strength if f.rule == "W6")
+    assert w6.evaluated and not w6.fired

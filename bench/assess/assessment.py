@@ -102,7 +102,7 @@ class ModelAssessment(ModelEvidence):
         return reasons
 
     def weak_at(self, threat: tuple[str, float]) -> list[str]:
-        """The attack-strength findings (W1-W5) that fired at this budget."""
+        """The attack-strength findings (W1-W6) that fired at this budget."""
         from bench.assess.rules import _threat_name  # the findings' evidence is keyed by it
 
         name = _threat_name(self.threats[threat])

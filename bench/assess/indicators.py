@@ -11,15 +11,23 @@ the harness itself saw of each attack (bench/execute/observer.py), never from wh
 - **Unconstrained attack failure** (W4) — a minimal-norm attack is unconstrained: on a correctly
   classified example it must find *some* misclassified point. Examples it never broke at any size
   mean the attack failed, not that the model is robust.
-- **Unavailable gradients** and **unstable predictions** are the records' gradient status and
-  the probes' randomness checks (rules R9, R10 and the per-example `gradient` column).
+- **Unavailable gradients** are the records' gradient status and the probes (rule R10 and the
+  per-example `gradient` column); a randomized model is R9.
+- **Unstable predictions** (W6) — the probes' `loss_instability`, the reference's metric: the mean
+  relative change of the cross-entropy over 100 random points within ±4/255 per feature of each of
+  the first 100 test inputs, capped at 1, above UNSTABLE (0.5). Measured: undefended models 0.02–0.04
+  (papernot-mnist on mnist-5k, 2 and 10 epochs) and 0.11 (digits-cnn), defensive distillation 0.10
+  (digits); the same digits model with Gaussian input noise of σ 0.05 in its forward, or inputs
+  quantized to 4 levels, 1.0. Gradients measured at one point then say little about the loss a
+  step away: W6 prescribes expectation over transformation and an attack that only compares losses
+  (Square).
 - **Transfer failure** (W5) — on examples robust in the worst case, the transfer attack's point
   fooled its surrogate (the harness predicts every returned point there, column `surrogate_fooled`)
   and not the model. The surrogate is not the model: its failure to transfer says nothing of the
   model's robustness, so the black-box evidence must come from an attack that queries the model
   (Square), which W5 prescribes.
 
-W3, W4 and W5 are attack-strength findings (bench/assess/strength.py): they prescribe more iterations
+W3 to W6 are attack-strength findings (bench/assess/strength.py): they prescribe more iterations
 (bench/assess/remedies.py `MORE_ITERATIONS`), and a row is ranked at that budget only when the
 prescribed attacks have run *and* the indicator no longer fires — otherwise "≤ X", named.
 """
@@ -30,6 +38,9 @@ from bench.assess.rules import Finding, _finding, _threat_name, is_iterative_gra
 
 # an indicator fires when the examples it concerns could move the attack's accuracy by more than this
 SHARE = 0.01
+# W6 fires above this loss instability (Pintor et al.'s metric, in [0, 1]): 12x the largest value
+# measured on smooth models, half the value of a randomized one (the docstring above)
+UNSTABLE = 0.5
 
 
 def _fires(count: int, n: int) -> bool:
@@ -121,7 +132,24 @@ def rule_transfer_failure(m: ModelEvidence) -> Finding:
     return make(bool(hits), seen, **hits)
 
 
-INDICATOR_RULES = [rule_incomplete_optimisation, rule_unconstrained_failure, rule_transfer_failure]
+
+def rule_unstable_predictions(m: ModelEvidence) -> Finding:
+    make = _finding("W6", "the model's loss is unstable near its inputs",
+                    f"the mean relative change of the cross-entropy over 100 random points within ±4/255 per feature "
+                    f"of the first 100 test inputs (probes, capped at 1) is above {UNSTABLE}",
+                    "Pintor et al. 2022, unstable predictions")
+    p = m.probes
+    value = None if p is None else p.loss_instability
+    if value is None:
+        return make(False, False)
+    hits = {}
+    if value > UNSTABLE:  # a property of the model: every threat model's gradient attacks are concerned
+        hits = {_threat_name(t): {"loss_instability": round(value, 4)} for t in m.threats.values()}
+    return make(bool(hits), True, **(hits or {"loss_instability": round(value, 4)}))
+
+
+INDICATOR_RULES = [rule_incomplete_optimisation, rule_unconstrained_failure, rule_transfer_failure,
+                   rule_unstable_predictions]
 
 
 def indicator_rows(t) -> list[dict]:

@@ -79,7 +79,7 @@ def finding_norms(f: Finding) -> frozenset[str]:
 @dataclass
 class Diagnosis:
     findings: list[Finding]
-    strength: list[Finding] = None  # attack-strength findings W1-W5 (bench/assess/strength.py, indicators.py): not masking
+    strength: list[Finding] = None  # attack-strength findings W1-W6 (bench/assess/strength.py, indicators.py): not masking
 
     def __post_init__(self):
         if self.strength is None:

@@ -25,6 +25,8 @@ Families (rule → attacks):
   APGD-CE with 5 restarts, PGD on the margin loss with 5 restarts (and for W2 Square with 3 restarts);
 - an attack stopped before it converged, or a minimal-norm attack that never broke some examples
   (W3, W4: Pintor et al. 2022, bench/assess/indicators.py): the same attacks run longer;
+- a loss unstable near the inputs (W6, Pintor et al. 2022): the R9 attacks below and Square with 3
+  restarts;
 - a randomized model (R9): expectation over transformation (Athalye et al. 2018): PGD on the margin
   loss with gradients averaged over 20 draws, APGD-CE with 20 EOT iterations, AutoAttack's `rand`
   version.
@@ -90,10 +92,12 @@ UNCONSTRAINED = (
 )
 # W5, a transfer that fooled only its surrogate: black-box evidence from an attack that queries the model
 QUERY_BLACK_BOX = (Prescription("square", {"restarts": 3}),)
+# W6, a loss that changes by about its own size a few 1/255 away: averaged gradients and a loss-comparing attack
+UNSTABLE = RANDOMIZED + QUERY_BLACK_BOX
 INDICATORS = ("W3", "W4")  # findings that must clear, not only have their remedies run, for a rank
 FAMILIES: dict[str, tuple[Prescription, ...]] = {
     "W1": STRONGER_WHITE_BOX, "W2": STRONGER_WHITE_BOX + (Prescription("square", {"restarts": 3}),),
-    "W3": MORE_ITERATIONS, "W4": UNCONSTRAINED, "W5": QUERY_BLACK_BOX,
+    "W3": MORE_ITERATIONS, "W4": UNCONSTRAINED, "W5": QUERY_BLACK_BOX, "W6": UNSTABLE,
     "R1": SATURATION, "R6": SATURATION, "R7": SATURATION, "R8": SATURATION,
     "R2": SHATTERED, "R3": SHATTERED, "R4": SHATTERED, "R5": SHATTERED, "R10": UNAVAILABLE,
     "R9": RANDOMIZED,

@@ -89,7 +89,7 @@ def rule_autoattack_warned(m: ModelEvidence) -> Finding:
 
 
 def _indicator_rules():
-    from bench.assess.indicators import INDICATOR_RULES  # W3, W4: Pintor et al. 2022, from the harness's traces
+    from bench.assess.indicators import INDICATOR_RULES  # W3-W6: Pintor et al. 2022, from the harness's traces and probes
 
     return INDICATOR_RULES
 

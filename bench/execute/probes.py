@@ -14,7 +14,13 @@ mechanics of gradient masking, recorded per model and used by the masking diagno
 - grad_unavailable_share, grad_nonfinite_share: inputs with no autograd path from the input to the
   logits, or a NaN/inf input gradient (Pintor et al. 2022); measured, never a crash;
 - randomized_share: inputs whose logits differ between repeated eval-mode forwards (a randomized
-  defense; AutoAttack's check_randomized).
+  defense; AutoAttack's check_randomized);
+- loss_instability: Pintor et al. 2022's "unstable predictions" metric — the mean over inputs and
+  100 random points near each of the relative change of the cross-entropy, |L(x) − L(x + u)| / |L(x)|
+  with u uniform in [−r/2, r/2] per feature, r = 8/255 (their code's radius), capped at 1 as theirs;
+  the first INSTABILITY_EXAMPLES inputs. A smooth deterministic model changes its loss little so near
+  the input; a randomized one, or one whose loss surface is shattered at that scale, changes it by
+  about its own size, and gradients computed there say little about where the loss goes.
 """
 from __future__ import annotations
 
@@ -59,6 +65,32 @@ def _input_gradients(model, xb, yb):
     return ce_grad, sum_grad, logits.detach()
 
 
+INSTABILITY_DRAWS = 100  # the reference's γ
+INSTABILITY_RADIUS = 8 / 255  # the reference's radius: u ~ U(−r/2, r/2) per feature
+INSTABILITY_EXAMPLES = 100
+
+
+@torch.no_grad()
+def loss_instability(model, x: torch.Tensor, y: torch.Tensor, draws: int = INSTABILITY_DRAWS,
+                     radius: float = INSTABILITY_RADIUS, seed: int = 0) -> float | None:
+    """Pintor et al. 2022's unstable-predictions metric on (x, y), in [0, 1]; None when a forward
+    gives no finite loss. Points stay in [0, 1] (the harness's input domain; the reference does not
+    clip). A zero reference loss divides by 1, as in the reference."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    reference = F.cross_entropy(model(x).float(), y, reduction="none")
+    if not torch.isfinite(reference).all():
+        return None
+    scale = reference.abs().masked_fill(reference == 0, 1.0)
+    total = torch.zeros_like(reference)
+    for _ in range(draws):
+        u = (torch.rand(x.shape, generator=gen) - 0.5).to(x.device) * radius
+        loss = F.cross_entropy(model((x + u).clamp(0, 1)).float(), y, reduction="none")
+        if not torch.isfinite(loss).all():
+            return None
+        total += (reference - loss).abs() / scale
+    return float(min((total / draws).mean().item(), 1.0))
+
+
 def probe_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
                 batch_size: int = 500) -> dict:
     model.eval()
@@ -93,6 +125,8 @@ def probe_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device
     cat = lambda parts: torch.cat(parts).cpu()
     correct_t, conf_t, grad_t = cat(correct), cat(conf), cat(grad_l1)
     quantiles = torch.quantile(grad_t.double(), torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
+    first = slice(0, min(INSTABILITY_EXAMPLES, len(y)))
+    instability = loss_instability(model, x[first].to(device), y[first].to(device))
     return {
         "probe_version": PROBE_VERSION,
         "n": int(len(y)),
@@ -102,6 +136,7 @@ def probe_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device
         "grad_unavailable_share": float(cat(unavailable).float().mean()),
         "grad_nonfinite_share": float(cat(nonfinite).float().mean()),
         "randomized_share": float(cat(random).float().mean()),
+        "loss_instability": instability,
         "saturated_share": float(cat(saturated).float().mean()),
         "logit_l1_median": float(cat(logit_l1).median()),
         "top2_gap_median": float(cat(gap).median()),

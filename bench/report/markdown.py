@@ -138,11 +138,12 @@ def probes_markdown(assessments: Sequence[ModelAssessment], labels: dict[str, st
         if p is None:
             continue
         rows.append([labels.get(m.model_id, m.model_id), pct(p.zero_grad_share), pct(p.saturated_share),
-                     f"{p.logit_l1_median:.1f}", f"{p.top2_gap_median:.2f}", f"{p.sensitivity:.3g}", str(p.n)])
+                     f"{p.logit_l1_median:.1f}", f"{p.top2_gap_median:.2f}", f"{p.sensitivity:.3g}",
+                     "—" if p.loss_instability is None else f"{p.loss_instability:.3f}", str(p.n)])
     if not rows:
         return []
     return md_table(["defense", "zero CE grad", "softmax = 1.0", "logit L1 (median)", "top-2 gap (median)",
-                     "sensitivity", "n"], "lrrrrrr", rows)
+                     "sensitivity", "loss instability", "n"], "lrrrrrrr", rows)
 
 
 NORM_NAMES = {"linf": "L∞", "l2": "L2", "l0": "L0"}
@@ -197,7 +198,9 @@ def page_markdown(page: Page, *, link: bool = True, curve_png: str | None = None
         lines += [f"{h}# Model probes", "",
                   "Share of inputs whose cross-entropy input gradient is exactly zero, share whose top softmax "
                   "probability is exactly 1.0 in float32, logit size, and sensitivity mean |∂Σ logits/∂x| "
-                  "(bench/execute/probes.py). Large logits with zero gradients are how defensive distillation masks.", ""]
+                  "(bench/execute/probes.py). Large logits with zero gradients are how defensive distillation masks. "
+                  "Loss instability: the mean relative change of the cross-entropy a few 1/255 from the input "
+                  "(Pintor et al. 2022; above 0.5 it is finding W6, docs/masking.md).", ""]
         lines += probes + [""]
     if link:
         lines += [f"{h}# Model pages", ""]

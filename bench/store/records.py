@@ -197,6 +197,7 @@ class Probes:
     randomized_share: float = 0.0
     zero_dlr_grad_share: float = 0.0
     grad_l1_per_example: tuple[float, ...] = field(repr=False, default=())
+    loss_instability: float | None = None  # Pintor et al.'s unstable predictions (probes of version 4 on)
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @classmethod
@@ -207,7 +208,8 @@ class Probes:
                    None if p["confidence_correct"] is None else float(p["confidence_correct"]),
                    float(p.get("grad_unavailable_share", 0.0)), float(p.get("grad_nonfinite_share", 0.0)),
                    float(p.get("randomized_share", 0.0)), float(p.get("zero_dlr_grad_share", 0.0)),
-                   tuple(float(v) for v in p.get("ce_grad_l1_per_example", ())), p)
+                   tuple(float(v) for v in p.get("ce_grad_l1_per_example", ())),
+                   None if p.get("loss_instability") is None else float(p["loss_instability"]), p)
 
 
 @dataclass(frozen=True)
