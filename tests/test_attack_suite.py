@@ -67,7 +67,10 @@ def test_jsma_changes_at_most_gamma_of_the_features(digits, digits_models):
 
 
 def test_jsma_success_is_at_least_arts(digits, digits_models):
-    """Same model, same inputs, same targets, same γ: ours (pairs, θ = +1) vs ART's SaliencyMapMethod."""
+    """Same model, same inputs, same targets, same γ: ours (pairs, θ = +1) vs ART's SaliencyMapMethod,
+    both judged as the harness judges every point: a success counts only inside the budget. ART 1.20
+    changes up to 10 of digits' 64 features at γ = 0.145 (9.28 allowed; measured on 34 of these 60
+    examples), so its raw success rate counts points no record would accept."""
     from art.attacks.evasion import SaliencyMapMethod
     from art.estimators.classification import PyTorchClassifier
 
@@ -80,11 +83,12 @@ def test_jsma_success_is_at_least_arts(digits, digits_models):
                                    clip_values=(0.0, 1.0), device_type="cpu")
     art = SaliencyMapMethod(classifier, theta=1.0, gamma=gamma, batch_size=60, verbose=False)
     theirs = torch.from_numpy(art.generate(x.numpy(), y=np.eye(10)[target.numpy()]).astype(np.float32))
+    inside = lambda adv: (adv != x).flatten(1).float().mean(1) <= gamma + 1e-9
     with torch.no_grad():
-        our_rate = (model(ours).argmax(1) == target).float().mean().item()
-        their_rate = (model(theirs).argmax(1) == target).float().mean().item()
-    assert our_rate >= their_rate, (our_rate, their_rate)
-    assert ((ours != x).flatten(1).float().mean(1) <= gamma + 1e-9).all()
+        our_rate = ((model(ours).argmax(1) == target) & inside(ours)).float().mean().item()
+        their_rate = ((model(theirs).argmax(1) == target) & inside(theirs)).float().mean().item()
+    assert our_rate >= their_rate > 0.2, (our_rate, their_rate)
+    assert inside(ours).all()
 
 
 def test_pgd_loop_matches_torchattacks_with_cross_entropy(digits, digits_models):
