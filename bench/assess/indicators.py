@@ -16,8 +16,8 @@ the harness itself saw of each attack (bench/execute/observer.py), never from wh
 - **Unstable predictions** (W6) — the probes' `loss_instability`, the reference's metric: the mean
   relative change of the cross-entropy over 100 random points within ±4/255 per feature of each of
   the first 100 test inputs, capped at 1, above UNSTABLE (0.5). Measured: undefended models 0.02–0.04
-  (papernot-mnist on mnist-5k, 2 and 10 epochs) and 0.11 (digits-cnn), defensive distillation 0.10
-  (digits); the same digits model with Gaussian input noise of σ 0.05 in its forward, or inputs
+  (papernot-mnist on mnist-5k, 2 and 10 epochs) and 0.11 (digits-cnn), defensive distillation at
+  T 100 0.005 (mnist-5k, 5 epochs) and 0.10 (digits); the same digits model with Gaussian input noise of σ 0.05 in its forward, or inputs
   quantized to 4 levels, 1.0. Gradients measured at one point then say little about the loss a
   step away: W6 prescribes expectation over transformation and an attack that only compares losses
   (Square).
