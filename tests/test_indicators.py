@@ -9,12 +9,12 @@ import json
 
 import pytest
 import torch
+from recordkit import make_record, model_spec, result_set
 
 from bench.core.specs import Budget
 from bench.execute.evaluate import run_attack
 from bench.plugins.attacks.base import Attack
 from bench.plugins.attacks.pgd_margin import PGDMargin
-from recordkit import make_record, model_spec, result_set
 
 CPU = torch.device("cpu")
 
@@ -248,8 +248,9 @@ def test_an_unstable_loss_prescribes_eot_and_square_and_is_answered_once_they_ra
     """W6 fires from the probes on every threat model of the row and asks for the EOT attacks and
     Square with 3 restarts; once they ran the row is no longer held back by it. A stable model is
     evaluated and W6 stays quiet."""
-    from bench.assess.assessment import assess
     from recordkit import probes
+
+    from bench.assess.assessment import assess
 
     robust = [True] * 60 + [False] * 40
     pgd = make_record(AT, "pgd-margin", "linf", 0.3, robust)
