@@ -44,7 +44,7 @@ def make_record(spec: dict, attack: str, norm: str, eps: float, survived, *, cle
                  "dataset": {"name": spec["dataset"], "split": "test", "n": start + n, "seed": 0},
                  "attack": {"name": attack, "config": attack_config,
                             "library": "pyautoattack" if attack == "autoattack" else "test", "library_version": "0",
-                            "minimal_norm": attack == "cw"},
+                            "minimal_norm": attack in ("cw", "ddn", "ddn-margin", "fmn")},
                  "budget": {"norm": norm, "eps": eps}, "seed": spec["seed"]},
         "metrics": {"n": n, "clean_acc": n_clean / n, "robust_acc": sum(survived) / n,
                     "success_rate": (n_clean - sum(survived)) / n_clean if n_clean else 0.0,

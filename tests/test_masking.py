@@ -111,6 +111,21 @@ def test_rule_stays_quiet(rule):
     assert finding.evaluated and not finding.fired
 
 
+def test_r3_judges_the_union_of_minimal_norm_attacks_one_that_stops_short_is_w4_not_masking():
+    """C&W stopped short on half the examples; DDN on the margin reached them all: the gradients work,
+    so R3 (masking) stays quiet and W4 (that attack's weakness) is what the adaptive stage answers."""
+    short = {"cw": [False] * 50 + _acc(20, 50), "ddn-margin": [True] * 100}
+    finding = RULE["rule_unbounded_attack_fails"](_model({("l2", 2.0): {"cw": _acc(50), "ddn-margin": _acc(50)}},
+                                                         fooled=short))
+    assert finding.evaluated and not finding.fired
+    both_short = {"cw": [False] * 50 + _acc(20, 50), "ddn-margin": _acc(30)}  # 50-69 and 0-29
+    finding = RULE["rule_unbounded_attack_fails"](_model({("l2", 2.0): {"cw": _acc(50), "ddn-margin": _acc(50)}},
+                                                         fooled=both_short))
+    evidence = finding.evidence["l2 2"]
+    assert finding.fired and evidence["unbounded_success"] == 0.5  # 20 + 30 of 100 reached by either
+    assert evidence["per_attack"] == {"cw": 0.2, "ddn-margin": 0.3}
+
+
 def _with_autoattack_components(square_broke: list[int], margin_survived: int):
     """AutoAttack broke examples 0..59 with APGD-T and `square_broke` with its Square; pgd-margin
     leaves the first `margin_survived` robust."""

@@ -38,7 +38,7 @@ RULES: list[Callable[[ModelEvidence], Finding]] = [
 ]
 
 RULE_SUMMARY = {
-    "R1": "FGSM beats PGD", "R2": "black-box beats the strongest white-box attack", "R3": "unbounded C&W below 99%",
+    "R1": "FGSM beats PGD", "R2": "black-box beats the strongest white-box attack", "R3": "unbounded minimal-norm attacks below 99%",
     "R4": "noise finds what gradients missed", "R5": "accuracy rises with the budget",
     "R6": "cross-entropy far weaker than margin", "R7": "zero gradients / saturated softmax / inflated logits",
     "R8": "claimed far above the worst case", "R9": "randomized model",

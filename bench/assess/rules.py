@@ -140,20 +140,34 @@ def rule_black_box_beats_white_box(m: ModelEvidence) -> Finding:
 
 
 def rule_unbounded_attack_fails(m: ModelEvidence) -> Finding:
-    make = _finding("R3", "unbounded minimal-norm attack (C&W) does not reach ~100%",
-                    "unbounded success < 99%, exact binomial p < 0.05 against 99%",
+    """Judged on the union of the minimal-norm gradient attacks of each threat model: an example
+    counts as reached when any of them misclassified it at some size. One attack that stops short
+    (C&W at 5 × 100 left 120 of 193 correct mnist-5k examples of an undefended model unbroken at any
+    size, where DDN on the margin reached all 193) is that attack's weakness, the attack-strength
+    finding W4, not the model's masking; when no gradient attack reaches them, the gradients are."""
+    make = _finding("R3", "unbounded minimal-norm attacks (C&W, DDN, FMN) do not reach ~100%",
+                    "share of the attacked examples that no minimal-norm gradient attack misclassified at any size "
+                    "above 1% (success < 99%), exact binomial p < 0.05 against 99%",
                     "Carlini et al. 2019 §5.1 (an unbounded attack must always succeed)")
     hits, seen = {}, False
     for t in m.threats.values():
+        reached, attacked, rates = None, None, {}
         for a in t.attacks.values():
             if not (a.info.minimal_norm and a.info.role == "gradient"):
                 continue
             seen = True
-            rate = a.unbounded_success
-            p = rate_below(rate.correct, rate.n, 0.99)
-            if rate.n and rate.value < 0.99 and p < ALPHA:
-                hits[f"{a.key} {_threat_name(t)}"] = {"unbounded_success": round(rate.value, 4), "attacked": rate.n,
-                                                      "p": float(f"{p:.3g}")}
+            fooled = a.fooled_any_size.reindex(t.examples, fill_value=False).astype(bool)
+            correct = a.clean_correct.reindex(t.examples, fill_value=False).astype(bool)
+            reached = fooled if reached is None else reached | fooled
+            attacked = correct if attacked is None else attacked | correct
+            rates[a.key] = round(a.unbounded_success.value, 4)
+        if reached is None:
+            continue
+        n, k = int(attacked.sum()), int((reached & attacked).sum())
+        p = rate_below(k, n, 0.99)
+        if n and k / n < 0.99 and p < ALPHA:
+            hits[_threat_name(t)] = {"unbounded_success": round(k / n, 4), "attacked": n, "p": float(f"{p:.3g}"),
+                                     "per_attack": rates}
     return make(bool(hits), seen, **hits)
 
 
