@@ -9,12 +9,12 @@ import json
 
 import pytest
 import torch
-from recordkit import make_record, model_spec, result_set
 
 from bench.core.specs import Budget
 from bench.execute.evaluate import run_attack
 from bench.plugins.attacks.base import Attack
 from bench.plugins.attacks.pgd_margin import PGDMargin
+from recordkit import make_record, model_spec, probes, result_set
 
 CPU = torch.device("cpu")
 
@@ -230,16 +230,16 @@ def test_loss_instability_is_small_on_smooth_models_and_saturates_on_random_or_s
     """Pintor et al. 2022's unstable-predictions metric (the probes' loss_instability): measured
     undefended and distilled models stay far below W6's threshold; noise in the forward and a
     quantized input reach its cap."""
-    from bench.assess.indicators import UNSTABLE
+    from bench.assess.indicators import INSTABILITY_THRESHOLD
     from bench.execute.probes import loss_instability
 
     x, y = digits.x_test[:100], digits.y_test[:100]
     for name in ("vanilla", "student"):
-        assert loss_instability(digits_models[name].eval(), x, y) < UNSTABLE / 2, name
+        assert loss_instability(digits_models[name].eval(), x, y) < INSTABILITY_THRESHOLD / 2, name
     torch.manual_seed(0)
-    assert loss_instability(InputNoise(digits_models["vanilla"], 0.05).eval(), x, y) > UNSTABLE
+    assert loss_instability(InputNoise(digits_models["vanilla"], 0.05).eval(), x, y) > INSTABILITY_THRESHOLD
     # digits' pixels are multiples of 1/16: 4 levels put many of them on a rounding edge ±4/255 away
-    assert loss_instability(Quantized(digits_models["vanilla"], 4).eval(), x, y) > UNSTABLE
+    assert loss_instability(Quantized(digits_models["vanilla"], 4).eval(), x, y) > INSTABILITY_THRESHOLD
     # 17 levels hold them all: the surface is flat within ±4/255 and nothing changes at all
     assert loss_instability(Quantized(digits_models["vanilla"], 17).eval(), x, y) == 0.0
 
@@ -248,8 +248,6 @@ def test_an_unstable_loss_prescribes_eot_and_square_and_is_answered_once_they_ra
     """W6 fires from the probes on every threat model of the row and asks for the EOT attacks and
     Square with 3 restarts; once they ran the row is no longer held back by it. A stable model is
     evaluated and W6 stays quiet."""
-    from recordkit import probes
-
     from bench.assess.assessment import assess
 
     robust = [True] * 60 + [False] * 40

@@ -15,7 +15,7 @@ the harness itself saw of each attack (bench/execute/observer.py), never from wh
   per-example `gradient` column); a randomized model is R9.
 - **Unstable predictions** (W6) — the probes' `loss_instability`, the reference's metric: the mean
   relative change of the cross-entropy over 100 random points within ±4/255 per feature of each of
-  the first 100 test inputs, capped at 1, above UNSTABLE (0.5). Measured: undefended models
+  the first 100 test inputs, capped at 1, above INSTABILITY_THRESHOLD (0.5). Measured: undefended models
   0.02–0.04 (papernot-mnist on mnist-5k, 2 and 10 epochs) and 0.11 (digits-cnn); defensive
   distillation at T 100 0.005 (mnist-5k, 5 epochs) and 0.10 (digits); the digits model with
   Gaussian input noise of σ 0.05 in its forward, or with inputs quantized to 4 levels, 1.0.
@@ -42,7 +42,7 @@ from bench.assess.rules import Finding, _finding, _threat_name, is_iterative_gra
 SHARE = 0.01
 # W6 fires above this loss instability (Pintor et al.'s metric, in [0, 1]): 4.5x the largest value
 # measured on smooth models (0.11), half the capped value of a randomized one (the docstring above)
-UNSTABLE = 0.5
+INSTABILITY_THRESHOLD = 0.5
 
 
 def _fires(count: int, n: int) -> bool:
@@ -137,14 +137,14 @@ def rule_transfer_failure(m: ModelEvidence) -> Finding:
 def rule_unstable_predictions(m: ModelEvidence) -> Finding:
     make = _finding("W6", "the model's loss is unstable near its inputs",
                     f"the mean relative change of the cross-entropy over 100 random points within ±4/255 per feature "
-                    f"of the first 100 test inputs (probes, capped at 1) is above {UNSTABLE}",
+                    f"of the first 100 test inputs (probes, capped at 1) is above {INSTABILITY_THRESHOLD}",
                     "Pintor et al. 2022, unstable predictions")
     p = m.probes
     value = None if p is None else p.loss_instability
     if value is None:
         return make(False, False)
     hits = {}
-    if value > UNSTABLE:  # a property of the model: every threat model's gradient attacks are concerned
+    if value > INSTABILITY_THRESHOLD:  # a property of the model: every threat model's gradient attacks are concerned
         hits = {_threat_name(t): {"loss_instability": round(value, 4)} for t in m.threats.values()}
     return make(bool(hits), True, **(hits or {"loss_instability": round(value, 4)}))
 

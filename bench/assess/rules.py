@@ -15,6 +15,7 @@ import pandas as pd
 
 from bench.assess.evidence import AttackSummary, ModelEvidence, ThreatAssessment
 from bench.assess.stats import ALPHA, paired_gap, rate_below, rate_exceeds
+from bench.assess.traces import either
 
 
 @dataclass
@@ -156,10 +157,8 @@ def rule_unbounded_attack_fails(m: ModelEvidence) -> Finding:
             if not (a.info.minimal_norm and a.info.role == "gradient"):
                 continue
             seen = True
-            fooled = a.fooled_any_size.reindex(t.examples, fill_value=False).astype(bool)
-            correct = a.clean_correct.reindex(t.examples, fill_value=False).astype(bool)
-            reached = fooled if reached is None else reached | fooled
-            attacked = correct if attacked is None else attacked | correct
+            reached = either(reached, a.fooled_any_size.reindex(t.examples, fill_value=False).astype(bool))
+            attacked = either(attacked, a.clean_correct.reindex(t.examples, fill_value=False).astype(bool))
             rates[a.key] = round(a.unbounded_success.value, 4)
         if reached is None:
             continue
