@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from defenses.base import (ADAM_50, MNIST_5K_DATA, NO_DROPOUT, ROBUST_MNIST_5K, SELECTION, Defense, PaperCard,
                            TrainContext, TrainingConfig, unit_interval)
-from defenses.perturb import (TRADES, UNIFORM_START_MNIST_5K, BudgetConfig, LinfPGD, check_inner_start, eval_logits,
+from defenses.perturb import (TRADES, UNIFORM_START_MNIST_5K, BudgetConfig, InnerStartConfig, LinfPGD, eval_logits,
                               inner_start, larger_robust_teacher, robust_schedule)
 
 
@@ -42,24 +42,20 @@ class AdaptiveAdversarialDistillation(Defense):
                     NO_DROPOUT))
 
     @dataclass(frozen=True)
-    class Config(TrainingConfig, BudgetConfig):
+    class Config(TrainingConfig, BudgetConfig, InnerStartConfig):
         """The paper: α 1, inner PGD of 10 steps on the teacher–student KL at ε 8/255, step 2/255 on
         CIFAR (MNIST: TRADES's table, as the other KL-based defenses); teacher default `trades`
         (the paper uses robust WRN teachers) on the run architecture's larger twin
         (teacher_arch "" = bench.plugins.archs.larger_arch). Optimisation: see TrainingConfig.
-        inner_start: where the inner maximisation starts, "uniform" in the ε-ball, "normal" at
-        x + 0.001·N(0, 1) (the reference code) or "none"; "" = defenses.perturb.inner_start (uniform on
-        mnist-5k, measured; the reference's start elsewhere)."""
+        inner_start: see defenses.perturb.InnerStartConfig."""
 
         schedule: str = "multistep"
         alpha: float = 1.0
         teacher: str = "trades"
         teacher_arch: str = ""
-        inner_start: str = ""
 
         def __post_init__(self):
             super().__post_init__()
-            check_inner_start(self.inner_start)
             unit_interval(self.alpha, "alpha")
 
     def requires(self, cfg: Config):

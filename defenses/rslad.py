@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from defenses.base import (ADAM_50, MNIST_5K_DATA, NO_DROPOUT, ROBUST_MNIST_5K, SELECTION, Defense, PaperCard,
                            TrainContext, TrainingConfig, unit_interval)
-from defenses.perturb import (TRADES, UNIFORM_START_MNIST_5K, BudgetConfig, LinfPGD, check_inner_start, eval_logits,
+from defenses.perturb import (TRADES, UNIFORM_START_MNIST_5K, BudgetConfig, InnerStartConfig, LinfPGD, eval_logits,
                               inner_start, larger_robust_teacher, robust_schedule)
 
 
@@ -44,26 +44,22 @@ class RSLAD(Defense):
                     NO_DROPOUT))
 
     @dataclass(frozen=True)
-    class Config(TrainingConfig, BudgetConfig):
+    class Config(TrainingConfig, BudgetConfig, InnerStartConfig):
         """Reference code: ε 8/255, 10 steps of 2/255 on CIFAR (MNIST, not in the paper: TRADES's
         table, as for the other robust defenses), weights 5/6 and 1/6 (adv_weight), T = 1;
         teacher: any registered robust defense (the paper uses a TRADES WRN-34-10; default
         `trades`); teacher_arch "" = the run architecture's larger twin (bench.plugins.archs.larger_arch:
         papernot-mnist → papernot-mnist-wide), a teacher bigger than its student as in the paper.
         Optimisation: see TrainingConfig (the reference: SGD 0.1, 300 epochs on CIFAR).
-        inner_start: where the inner maximisation starts, "uniform" in the ε-ball, "normal" at
-        x + 0.001·N(0, 1) (the reference code) or "none"; "" = defenses.perturb.inner_start (uniform on
-        mnist-5k, measured; the reference's start elsewhere)."""
+        inner_start: see defenses.perturb.InnerStartConfig."""
 
         schedule: str = "multistep"
         adv_weight: float = 5 / 6
         teacher: str = "trades"
         teacher_arch: str = ""
-        inner_start: str = ""
 
         def __post_init__(self):
             super().__post_init__()
-            check_inner_start(self.inner_start)
             unit_interval(self.adv_weight, "adv_weight")
 
     def requires(self, cfg: Config):
