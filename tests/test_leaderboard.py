@@ -118,6 +118,20 @@ def test_seeds_of_one_configuration_make_one_row_with_mean_spread_and_pooled_int
     assert at.robust.n == 2 * N and at.robust.spread > 0 and at.robust.low < at.robust.value < at.robust.high
 
 
+def test_a_model_retrained_by_edited_code_is_another_row_never_a_second_seed():
+    """A store that outlives an edit to a defense (the committed `leaderboard/store/`) holds both
+    models of one configuration and seed: the board must not fold them as two seeds."""
+    old = model_spec("c100000000000001", "adversarial-training", {"epochs": 5}) | {"code": {"defense": "v1"}}
+    new = model_spec("c200000000000002", "adversarial-training", {"epochs": 5}) | {"code": {"defense": "v2"}}
+    again = model_spec("c300000000000003", "adversarial-training", {"epochs": 5}, seed=1) | {"code": {"defense": "v2"}}
+    recs = [make_record(spec, attack, "linf", 0.3, _n(k)) for spec, k in ((old, 4), (new, 12), (again, 10))
+            for attack in SUITE]
+    rows = _linf(build_board(assess(result_set(recs, [old, new, again])))).rows
+    assert sorted(r.seeds for r in rows) == [[0], [0, 1]]
+    assert sorted(r.model_ids for r in rows) == [["c100000000000001"], ["c200000000000002", "c300000000000003"]]
+    assert len({r.label for r in rows}) == 2  # told apart by their ids
+
+
 def test_labels_are_unique_and_show_changed_fields(board):
     labels = [r.label for r in _linf(board).rows]
     assert len(labels) == len(set(labels)) and "vanilla (epochs=1)" in labels and "vanilla (epochs=5)" in labels

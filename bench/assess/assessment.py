@@ -62,9 +62,10 @@ class ModelAssessment(ModelEvidence):
 
     @property
     def group_key(self) -> tuple:
-        """Models equal but for the seed (and upstream ids, which follow the seed) share a row."""
+        """Models equal but for the seed (and upstream ids, which follow the seed) share a row; a model
+        trained by other code (an edited defense or training loop) is another row, never a seed."""
         return (self.info.defense, json.dumps(dict(self.info.config), sort_keys=True), self.info.arch,
-                self.info.dataset)
+                self.info.dataset, self.info.code_digest)
 
     def rank_blockers(self, threat: tuple[str, float]) -> list[str]:
         """Why this model's row at `threat` cannot be ranked (empty: it can)."""

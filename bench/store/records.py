@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Mapping
 import pandas as pd
 
 from bench.core.errors import BenchInputError
-from bench.core.specs import Budget
+from bench.core.specs import Budget, content_hash
 
 ID_LENGTH = 16
 _HEX = frozenset("0123456789abcdef")
@@ -253,13 +253,17 @@ class ModelInfo:
     upstream: Mapping[str, str]  # role -> model_id
     # per fit: the validation curve the training loop measured (bench/plugins/training.py), from spec.json
     training_curves: tuple = field(default=(), compare=False)
+    # a digest of the code that trained it (spec.json's `code`; "" when only its records are left):
+    # models of one configuration and seed trained by different code are different models
+    code_digest: str = field(default="", compare=False)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> "ModelInfo":
         curves = spec.get("training_curves", ())
         return cls(check_id(spec["model_id"], "model id"), spec["defense"], dict(spec.get("config", {})), spec["arch"], spec["dataset"],
                    int(spec["seed"]), dict(spec.get("upstream", {})),
-                   tuple(c for c in curves if isinstance(c, Mapping)) if isinstance(curves, list) else ())
+                   tuple(c for c in curves if isinstance(c, Mapping)) if isinstance(curves, list) else (),
+                   content_hash(spec["code"]) if isinstance(spec.get("code"), Mapping) else "")
 
     @classmethod
     def from_record(cls, rec: Record) -> "ModelInfo":
