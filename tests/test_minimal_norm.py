@@ -92,3 +92,52 @@ def test_fmn_at_l2_reaches_every_input_but_stays_above_ddn(digits, digits_models
     _, ddn_l2 = attack(model, DDNMargin(), digits, Budget("l2", 1.0))
     assert fmn["unbounded_success_rate"] >= 0.98
     assert ddn_l2 < fmn_l2
+
+
+def test_fmn_l0_projection_keeps_epsilon_entries_where_foolbox_keeps_one_more():
+    """Foolbox 3.3.4's L0 projection thresholds at sorted position ε and so keeps ε + 1 entries of
+    δ; ours (bench/plugins/attacks/fmn.py) keeps ε, and at ε = d, where Foolbox indexes past the
+    end, keeps them all."""
+    import eagerpy as ep
+    import foolbox
+
+    from bench.plugins.attacks.fmn import l0_project
+
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.rand(6, 1, 8, 8, generator=gen)
+    x = x0 + torch.randn(6, 1, 8, 8, generator=gen)  # no ties among the |δ|
+    eps = torch.tensor([1.0, 2.0, 5.0, 17.0, 40.0, 63.0])
+    ours = l0_project(ep.astensor(x), ep.astensor(x0), ep.astensor(eps)).raw
+    theirs = foolbox.attacks.L0FMNAttack().project(ep.astensor(x), ep.astensor(x0), ep.astensor(eps)).raw
+    kept = ((ours - x0).flatten(1) != 0).sum(1)
+    assert kept.tolist() == eps.long().tolist()
+    assert ((theirs - x0).flatten(1) != 0).sum(1).tolist() == (eps.long() + 1).tolist()
+    # the largest entries are the ones kept, unchanged
+    top = (x - x0).flatten(1).abs().topk(5, dim=1).indices[2]
+    assert torch.equal((ours - x0).flatten(1)[2, top], (x - x0).flatten(1)[2, top])
+    full = torch.full((6,), 64.0)
+    assert torch.equal(l0_project(ep.astensor(x), ep.astensor(x0), ep.astensor(full)).raw, x)
+    with pytest.raises(IndexError):
+        foolbox.attacks.L0FMNAttack().project(ep.astensor(x), ep.astensor(x0), ep.astensor(full))
+
+
+class Confident(torch.nn.Module):
+    """Says class 3 whatever the input (a margin of 5 against a gradient of 10⁻³ per pixel): no
+    L0 perturbation flips it, so FMN's L0 radius grows by one per step up to the 64 features."""
+
+    def forward(self, x):
+        return torch.eye(10)[3] * 5.0 + 1e-3 * x.flatten(1)[:, :10]
+
+
+def test_fmn_l0_on_a_model_it_cannot_break_is_a_finding_not_a_crash(digits):
+    """Foolbox's own L0 FMN raises IndexError once the radius reaches the feature count; ours
+    returns every input unbroken."""
+    import foolbox
+
+    model = Confident().eval()
+    x, y = digits.eval_slice(N)
+    with pytest.raises(IndexError):
+        foolbox.attacks.L0FMNAttack(steps=80)(foolbox.PyTorchModel(model, bounds=(0, 1)), x, y, epsilons=None)
+    out = run_attack(model, FMN(FMN.Config(steps=80)), x, y, Budget("l0", 0.1), num_classes=10, seed=0,
+                     device=CPU, quiet=True)
+    assert out.metrics["unbounded_success_rate"] == 0.0
