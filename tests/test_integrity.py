@@ -147,6 +147,31 @@ def test_editing_a_plugin_module_changes_its_fingerprint(tmp_path, monkeypatch):
     assert before["package"] == after["package"] and before["modules"] != after["modules"]
 
 
+def test_a_plugin_module_edited_after_it_was_loaded_is_refused_not_keyed_by_the_new_code(tmp_path, monkeypatch):
+    """`inspect.getsource` reads the file on disk: an edit made while a run runs would key the
+    run's later nodes (the adaptive stage's) by code the process is not running. Refused; a file
+    touched but unchanged is fine, and a reloaded module is hashed afresh."""
+    import os
+
+    from bench.core.errors import BenchInputError
+    from bench.plugins.registry import code_fingerprint
+
+    path = tmp_path / "acme_fp_edit.py"
+    path.write_text("class Shield:\n    def train(self):\n        return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("acme_fp_edit")
+    before = code_fingerprint(module.Shield, "acme==1.0")
+    later = os.stat(path).st_mtime_ns + 10**9
+    os.utime(path, ns=(later, later))  # touched: the same source
+    assert code_fingerprint(module.Shield, "acme==1.0") == before
+    path.write_text("class Shield:\n    def train(self):\n        return 2\n")
+    os.utime(path, ns=(later + 10**9, later + 10**9))
+    with pytest.raises(BenchInputError, match="changed on disk after this run loaded it"):
+        code_fingerprint(module.Shield, "acme==1.0")
+    importlib.reload(module)
+    assert code_fingerprint(module.Shield, "acme==1.0")["modules"] != before["modules"]
+
+
 # --- the command line over a real store -----------------------------------------------------
 RUN = ["run", "--defense", "vanilla", "--attacks", "pgd,noise", "--norm", "linf", "--dataset", "digits",
        "--epochs", "2", "--n-eval", "30", "--no-adaptive"]

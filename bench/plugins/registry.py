@@ -52,10 +52,54 @@ class Entry(Generic[T]):
 
 
 _SKIP_MODULES = ("builtins", "torch", "typing", "abc", "dataclasses")
+# module name and the ids of the functions and classes it defined when first hashed → (its file's
+# mtime then, the hash): `inspect.getsource` reads the file on disk, not the code this process loaded
+_HASHED: dict[tuple, tuple[int | None, str]] = {}
+
+
+def _mtime(module) -> int | None:
+    import os
+
+    try:
+        return os.stat(module.__file__).st_mtime_ns
+    except (AttributeError, TypeError, OSError):
+        return None
+
+
+def _source_hash(name: str, module) -> str:
+    """The SHA-256 of `module`'s source, refused when its file changed on disk after this process
+    first hashed the code it loaded (an edit made while a run runs: the run's later nodes, the
+    adaptive stage's among them, would be keyed by code other than the code computing them). A
+    module reloaded since defines new objects and is hashed afresh."""
+    import hashlib
+    import inspect
+
+    def digest_of_file() -> str:
+        try:
+            source = inspect.getsource(module)
+        except (OSError, TypeError):  # no source (a compiled module): its package version stands for it
+            source = ""
+        return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+    if module is None:
+        return hashlib.sha256(b"").hexdigest()[:16]
+    defined = frozenset(id(v) for v in vars(module).values() if getattr(v, "__module__", None) == name)
+    key, mtime = (name, defined), _mtime(module)
+    if key in _HASHED:
+        then, digest = _HASHED[key]
+        if then == mtime:
+            return digest
+        if digest_of_file() != digest:
+            raise BenchInputError(f"{module.__file__} changed on disk after this run loaded it: what it computes "
+                                  "from now on would be keyed by code it is not running; run the command again")
+        _HASHED[key] = (mtime, digest)  # touched, not edited
+        return digest
+    digest = digest_of_file()
+    _HASHED[key] = (mtime, digest)
+    return digest
 
 
 def _module_sources(cls) -> dict[str, str]:
-    import hashlib
     import inspect
     import sys
 
@@ -69,12 +113,7 @@ def _module_sources(cls) -> dict[str, str]:
         name = getattr(klass, "__module__", "") or ""
         if name in found or name.split(".")[0] in _SKIP_MODULES:
             continue
-        module = sys.modules.get(name)
-        try:
-            source = inspect.getsource(module) if module is not None else ""
-        except (OSError, TypeError):  # no source (a compiled module): its package version stands for it
-            source = ""
-        found[name] = hashlib.sha256(source.encode()).hexdigest()[:16]
+        found[name] = _source_hash(name, sys.modules.get(name))
     return found
 
 
