@@ -103,3 +103,33 @@ def test_autoattacks_own_square_counts_against_a_weak_white_box_attack():
     m = _assessment(recs)
     w1 = next(f for f in m.diagnosis.strength if f.rule == "W1")
     assert w1.fired and w1.evidence["linf 0.3"]["pgd-margin"]["paired"]["discordant"] == [16, 0]
+
+
+def test_a_restarted_attack_that_alone_broke_examples_calls_for_more_restarts_then_the_row_is_ranked():
+    """W7: W1's remedies ran PGD-margin with 5 restarts, and it alone broke 3 of 100 examples that
+    every other record left robust: restarts still pay, so 10 restarts are prescribed; once they
+    ran the row is ranked at what they left."""
+    from bench.assess import remedies
+
+    recs = _suite(pgd_margin=45, square=46, autoattack=44, pgd=46)
+    recs.append(make_record(AT, "pgd-margin", "linf", 0.3, _n(41), attack_config={"restarts": 5}, adaptive=["W1"]))
+    m = _assessment(recs)
+    w7 = next(f for f in m.diagnosis.strength if f.rule == "W7")
+    assert w7.fired and w7.evidence["linf 0.3"] == {"pgd-margin (5 restarts)": "the only record to break 3 of 100 examples"}
+    assert "W7" not in m.diagnosis.fired  # attack strength, not masking
+    todo = remedies.missing(m.weak_at(("linf", 0.3)), "linf", m.threats[("linf", 0.3)].records)
+    assert {p.label for p in todo} == {"pgd-margin (restarts=10)", "apgd (component=apgd-ce, restarts=10)"}
+    assert m.rank_blockers(("linf", 0.3))
+    for p in todo:
+        recs.append(make_record(AT, p.attack, "linf", 0.3, _n(40), attack_config=dict(p.config), adaptive=["W7"]))
+    m = _assessment(recs)
+    assert not m.rank_blockers(("linf", 0.3))
+    row = build_board({m.model_id: m}).pages[0].tables[0].ranked[0]
+    assert abs(row.robust.value - 0.40) < 1e-9
+
+
+def test_restarts_that_found_nothing_new_call_for_no_more():
+    recs = _suite(pgd_margin=45, square=46, autoattack=44, pgd=46)
+    recs.append(make_record(AT, "pgd-margin", "linf", 0.3, _n(44), attack_config={"restarts": 5}, adaptive=["W1"]))
+    w7 = next(f for f in _assessment(recs).diagnosis.strength if f.rule == "W7")
+    assert w7.evaluated and not w7.fired

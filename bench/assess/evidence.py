@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 import pandas as pd
 
@@ -113,6 +113,9 @@ class ThreatAssessment:
     records: list[Record] = field(default_factory=list)
     certificate: Certificate | None = None  # the certified lower bound, when a certifier ran
     failed_binarization: tuple[str, ...] = ()  # attacks left out of the minimum suite: they failed the test
+    # record id → examples of the evaluation set that record alone broke (every other record left them
+    # robust): what a record adds to the worst case (W7 asks it of records run with restarts)
+    sole_breaks: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def unsound(self) -> int:
@@ -208,6 +211,7 @@ def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame],
     for r in records:
         losses_by_name.setdefault(r.attack.name, set()).add(r.attack.loss)
     per_attack: dict[str, dict] = {}
+    broken_by_record: dict[str, pd.Series] = {}
     for r in records:
         f = frames[r.record_id]
         common = f.index.intersection(examples)
@@ -215,6 +219,7 @@ def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame],
             continue
         f = f.loc[common]
         clean_r, adv_r = f["clean_correct"].astype(bool), f["adv_correct"].astype(bool)
+        broken_by_record[r.record_id] = (~adv_r).reindex(examples, fill_value=False)
         clean.loc[common] = clean.loc[common] & clean_r
         worst.loc[common] = worst.loc[common] & adv_r
         if not r.adaptive:
@@ -266,13 +271,16 @@ def assess_threat(records: list[Record], load: Callable[[Record], pd.DataFrame],
                                                        a.clean_correct & ~survived, a.clean_correct, None, True)
     counts = labels.value_counts()
     majority = float(counts.max() / len(labels)) if len(labels) else math.nan
+    times_broken = sum(broken_by_record.values(), pd.Series(0, index=examples))
+    sole_breaks = {rid: int((broken & (times_broken == 1) & clean).sum()) for rid, broken in broken_by_record.items()}
     if records is certificates:  # only certificates at this budget: no attack, no worst case of its own
         attacks, worst, before = {}, clean.copy(), clean.copy()
     return ThreatAssessment(norm, eps, examples, Accuracy(int(clean.sum()), len(examples)),
                             Accuracy(int(worst.sum()), len(examples)), worst, attacks, missing, majority,
                             Accuracy(int(before.sum()), len(examples)), sorted(records, key=lambda r: r.record_id),
                             _certificate(certificates, frames, examples),
-                            tuple(sorted({r.attack.name for r in records if r.record_id in failed_binarization})))
+                            tuple(sorted({r.attack.name for r in records if r.record_id in failed_binarization})),
+                            sole_breaks)
 
 
 @dataclass(frozen=True)

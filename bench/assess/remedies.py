@@ -23,6 +23,7 @@ Families (rule → attacks):
   (decision-based: labels only, for outputs whose scores carry no information);
 - an attack of the suite weak on this model, or AutoAttack warning (W1, W2; not masking): APGD-T,
   APGD-CE with 5 restarts, PGD on the margin loss with 5 restarts (and for W2 Square with 3 restarts);
+- restarts that still pay (W7): `pgd-margin` and APGD-CE with 10 restarts;
 - an attack stopped before it converged, or a minimal-norm attack that never broke some examples
   (W3, W4: Pintor et al. 2022, bench/assess/indicators.py): the same attacks run longer;
 - a loss unstable near the inputs (W6, Pintor et al. 2022): the R9 attacks below and Square with 3
@@ -78,6 +79,11 @@ STRONGER_WHITE_BOX = (
     Prescription("apgd", {"component": "apgd-ce", "restarts": 5}),
     Prescription("pgd-margin", {"restarts": 5}),
 )
+# W7 (bench/assess/strength.py): a restarted attack was the only one to break some examples: more restarts
+MORE_RESTARTS = (
+    Prescription("pgd-margin", {"restarts": 10}),
+    Prescription("apgd", {"component": "apgd-ce", "restarts": 10}),
+)
 # attack-failure indicators (bench/assess/indicators.py): the same attacks run longer. For minimal-norm
 # L2 the longer attack is DDN on the margin rather than C&W 9 × 1,000: as small a median perturbation
 # as our C&W at a tenth of its cost (benchmarks/README.md, "Minimal-norm L2")
@@ -97,7 +103,7 @@ UNSTABLE = RANDOMIZED + QUERY_BLACK_BOX
 INDICATORS = ("W3", "W4")  # findings that must clear, not only have their remedies run, for a rank
 FAMILIES: dict[str, tuple[Prescription, ...]] = {
     "W1": STRONGER_WHITE_BOX, "W2": STRONGER_WHITE_BOX + (Prescription("square", {"restarts": 3}),),
-    "W3": MORE_ITERATIONS, "W4": UNCONSTRAINED, "W5": QUERY_BLACK_BOX, "W6": UNSTABLE,
+    "W7": MORE_RESTARTS, "W3": MORE_ITERATIONS, "W4": UNCONSTRAINED, "W5": QUERY_BLACK_BOX, "W6": UNSTABLE,
     "R1": SATURATION, "R6": SATURATION, "R7": SATURATION, "R8": SATURATION,
     "R2": SHATTERED, "R3": SHATTERED, "R4": SHATTERED, "R5": SHATTERED, "R10": UNAVAILABLE,
     "R9": RANDOMIZED,

@@ -14,6 +14,11 @@ they have run at that budget.
   decreased the robust accuracy of the gradient components ("the robustness evaluation using
   AutoAttack is unreliable"), a randomized defense, zero gradients, probabilities for logits.
   AutoAttack prints these and goes on; here each is a finding with its remedy.
+- W7, restarts still pay: a white-box attack run with restarts (`pgd-margin`, `apgd`; W1's remedies
+  run 5) is the only record that broke examples, on > 1% of the evaluation set and at least 2: more
+  random starts found what no other attack did, so the worst case may still fall with more of them
+  (measured on an earlier published board: PGD-margin at L2 on TRADES fell from 69% to 58% between
+  1 and 5 restarts). It prescribes the same attacks with RESTART_CAP restarts; answered once they ran.
 """
 from __future__ import annotations
 
@@ -88,10 +93,33 @@ def rule_autoattack_warned(m: ModelEvidence) -> Finding:
     return make(bool(hits), seen, **hits)
 
 
+RESTART_CAP = 10  # W7's remedies: pgd-margin and APGD-CE with this many restarts (W1's run 5)
+RESTARTED = ("pgd-margin", "apgd")
+
+
+def rule_restarts_still_pay(m: ModelEvidence) -> Finding:
+    make = _finding("W7", "more restarts still pay",
+                    f"on > 1% of the evaluation set (and at least 2 examples), a white-box attack run with fewer than "
+                    f"{RESTART_CAP} restarts was the only record that broke them",
+                    "Madry et al. 2018 (random restarts); Croce & Hein 2020 (APGD restarts); Carlini et al. 2019 §4")
+    hits, seen = {}, False
+    for t in m.threats.values():
+        for r in t.records:
+            restarts = r.attack.config.get("restarts", 1)
+            if r.attack.name not in RESTARTED or not isinstance(restarts, int) or restarts < 2:
+                continue
+            seen = True
+            alone = t.sole_breaks.get(r.record_id, 0)
+            if restarts < RESTART_CAP and alone >= 2 and alone > 0.01 * len(t.examples):
+                hits.setdefault(_threat_name(t), {})[f"{r.attack.name} ({restarts} restarts)"] = (
+                    f"the only record to break {alone} of {len(t.examples)} examples")
+    return make(bool(hits), seen, **hits)
+
+
 def _indicator_rules():
     from bench.assess.indicators import INDICATOR_RULES  # W3-W6: Pintor et al. 2022, from the harness's traces and probes
 
     return INDICATOR_RULES
 
 
-STRENGTH_RULES = [rule_white_box_weak, rule_autoattack_warned, *_indicator_rules()]
+STRENGTH_RULES = [rule_white_box_weak, rule_autoattack_warned, rule_restarts_still_pay, *_indicator_rules()]
