@@ -7,7 +7,8 @@ recomputing the rest (`bench run --out DEST/store ...`).
 Only artifacts that verify are copied, byte for byte as sealed: `store.json`, each model's
 `spec.json` and `model.safetensors` (its hash checked here), each record's `record.json` and
 `per_example.csv`, the probes and binarization files. The index, locks and staging folders are
-the store's caches: never copied, and ignored by git inside the copy.
+the store's caches: never copied, and ignored by git inside the copy, as is the leaderboard a
+`bench run --out DEST/store` writes there by default.
 """
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from bench.store.artifacts import Store
 from bench.store.records import valid_id
 
 FOLDER = "store"
-IGNORED = b"# caches a store rebuilds (bench/store): never published\nindex.sqlite*\nlocks/\ntmp/\n"
+IGNORED = (b"# caches a store rebuilds (bench/store): never published\nindex.sqlite*\nlocks/\ntmp/\n"
+           b"# what `bench run --out` writes beside them (its default --leaderboard): a view, not the store\n"
+           b"leaderboard.md\nleaderboard.json\n")
 _FILES = {"models": ("spec.json", "model.safetensors"), "records": ("record.json", "per_example.csv")}
 
 
