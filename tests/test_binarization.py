@@ -67,7 +67,7 @@ def test_bench_run_tests_the_suite_and_leaves_a_failing_attack_out_of_the_minimu
     """Through the command line: each L∞ suite attack is tested on the model, the results are on the
     model page and in the JSON (schema-valid), a weakened pgd-margin fails, and without the adaptive
     stage (which would add stronger attacks) the row is not ranked for that reason. A rerun reuses
-    every test from the store."""
+    every test from the store; with the adaptive stage, the attacks it adds are tested as well."""
     import json
     from pathlib import Path
 
@@ -97,6 +97,17 @@ def test_bench_run_tests_the_suite_and_leaves_a_failing_attack_out_of_the_minimu
     assert plan.count("cached  binarize") == 3 and "run     binarize" not in plan
     assert main(args) == 0
     assert [p.stat().st_mtime_ns for p in tests] == stamps
+    # with the adaptive stage: the weak pgd-margin's W3 remedy (200 steps) is tested too, passes,
+    # and meets the requirement the failing attack left open
+    assert main([a for a in args if a != "--no-adaptive"]) == 0
+    board = json.loads((tmp_path / "leaderboard.json").read_text())
+    (model,) = board["models"].values()
+    steps = {rid: json.loads((tmp_path / "records" / rid / "record.json").read_text())["spec"]["attack"]["config"]
+             .get("steps") for rid in (b["record_id"] for b in model["binarization"])}
+    assert {(b["attack"], steps[b["record_id"]], b["passed"]) for b in model["binarization"]
+            if b["attack"] == "pgd-margin"} == {("pgd-margin", 3, False), ("pgd-margin", 200, True)}
+    (row,) = board["pages"][0]["tables"][0]["rows"]
+    assert row["ranked"], row["reasons"]
 
 
 def test_an_edited_binarization_file_is_reported_and_never_used(tmp_path, capsys):

@@ -260,7 +260,13 @@ def declared_round(plan: EvalPlan, runner, nodes) -> list[Task]:
                 if threat[0] in remedies.attack_norms(name):
                     tasks += attack_task(runner, node, name, dict(config), Budget(*threat), plan.n_eval, plan.seed,
                                          [f"declared by {node.defense}"])
-    return _unique(tasks)
+    return _unique(tasks + _binarized(plan, tasks))
+
+
+def _binarized(plan: EvalPlan, tasks: list[Task]) -> list[Task]:
+    """With `--binarization N`, the test of each suite-role attack a later round adds, as of the
+    first round's: a declared or adaptive attack counts toward the minimum suite only if it passes."""
+    return list(binarization_tasks(tasks, plan.binarization)) if plan.binarization else []
 
 
 def adaptive_round(plan: EvalPlan, runner, assessments: Mapping[str, ModelAssessment], nodes) -> list[Task]:
@@ -281,4 +287,4 @@ def adaptive_round(plan: EvalPlan, runner, assessments: Mapping[str, ModelAssess
             for p in remedies.missing(calls, threat[0], t.records, m.has_teacher):
                 tasks += attack_task(runner, by_id[model_id], p.attack, dict(p.config), Budget(*threat),
                                      plan.n_eval, plan.seed, calls)
-    return _unique(tasks)
+    return _unique(tasks + _binarized(plan, tasks))
