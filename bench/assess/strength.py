@@ -23,6 +23,7 @@ they have run at that budget.
 from __future__ import annotations
 
 from bench.assess.evidence import ModelEvidence
+from bench.assess.indicators import _fires
 from bench.assess.rules import Finding, _aligned, _compare, _finding, _threat_name, is_iterative_gradient
 from bench.assess.stats import paired_gap
 
@@ -110,7 +111,7 @@ def rule_restarts_still_pay(m: ModelEvidence) -> Finding:
                 continue
             seen = True
             alone = t.sole_breaks.get(r.record_id, 0)
-            if restarts < RESTART_CAP and alone >= 2 and alone > 0.01 * len(t.examples):
+            if restarts < RESTART_CAP and _fires(alone, len(t.examples)):
                 hits.setdefault(_threat_name(t), {})[f"{r.attack.name} ({restarts} restarts)"] = (
                     f"the only record to break {alone} of {len(t.examples)} examples")
     return make(bool(hits), seen, **hits)
