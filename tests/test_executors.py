@@ -181,3 +181,35 @@ def test_an_empty_store_gets_an_estimate_for_every_node_from_the_cost_model(tmp_
     assert bench(*RUN, "--out", out, "--force", "--dry-run") == 0
     text = capsys.readouterr().out
     assert " history " in text
+
+
+def test_history_estimates_keep_robust_models_and_binarization_tests_apart():
+    """AutoAttack stops on broken examples: on vanilla it cost 0.2 s per example, on adversarial
+    training 3.0 s (mnist-5k, one core). A robust model's estimate comes from robust models'
+    records; a binarization test (one attack per sampled example) from binarization tests."""
+    from types import SimpleNamespace as NS
+
+    from bench.report.plan_text import _from_history, _history
+
+    def model(mid, config):
+        return {"model_id": mid, "defense": "d", "arch": "a", "dataset": "ds", "config": config, "provenance": {}}
+
+    def record(mid, wall, n):
+        return {"model_id": mid, "provenance": {"wall_seconds": wall}, "metrics": {"n": n},
+                "spec": {"attack": {"name": "autoattack"}, "budget": {"norm": "linf"}, "arch": "a",
+                         "dataset": {"name": "ds"}}}
+
+    store = NS(models=lambda: [model("v", {"epochs": 5}), model("r", {"epochs": 5, "eps": 0.3})],
+               records=lambda: [record("v", 200.0, 1000), record("r", 3000.0, 1000)],
+               all_binarizations=lambda: [{"model_id": "v", "attack": "autoattack", "norm": "linf",
+                                           "samples": 100, "wall_seconds": 280.0}])
+    history = _history(store)
+
+    def task(kind, config, n=1000, samples=100):
+        attack = NS(name="autoattack", spec=NS(budget=NS(norm="linf"), n=n))
+        return NS(kind=kind, node=NS(arch="a", dataset="ds", config=config), attack=attack, samples=samples)
+
+    assert _from_history(task("attack", NS(epochs=5)), None, history) == pytest.approx(200.0)
+    assert _from_history(task("attack", NS(epochs=5, eps=0.3)), None, history) == pytest.approx(3000.0)
+    assert _from_history(task("binarize", NS(epochs=5)), None, history) == pytest.approx(280.0)
+    assert _from_history(task("binarize", NS(epochs=5, eps=0.3)), None, history) is None  # the cost model's

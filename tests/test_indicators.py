@@ -229,19 +229,77 @@ class Quantized(torch.nn.Module):
 def test_loss_instability_is_small_on_smooth_models_and_saturates_on_random_or_shattered_ones(digits, digits_models):
     """Pintor et al. 2022's unstable-predictions metric (the probes' loss_instability): measured
     undefended and distilled models stay far below W6's threshold; noise in the forward and a
-    quantized input reach its cap."""
+    quantized input exceed its threshold."""
     from bench.assess.indicators import INSTABILITY_THRESHOLD
     from bench.execute.probes import loss_instability
 
     x, y = digits.x_test[:100], digits.y_test[:100]
     for name in ("vanilla", "student"):
-        assert loss_instability(digits_models[name].eval(), x, y) < INSTABILITY_THRESHOLD / 2, name
+        assert loss_instability(digits_models[name].eval(), x, y) < 0.6 * INSTABILITY_THRESHOLD, name
     torch.manual_seed(0)
     assert loss_instability(InputNoise(digits_models["vanilla"], 0.05).eval(), x, y) > INSTABILITY_THRESHOLD
     # digits' pixels are multiples of 1/16: 4 levels put many of them on a rounding edge ±4/255 away
     assert loss_instability(Quantized(digits_models["vanilla"], 4).eval(), x, y) > INSTABILITY_THRESHOLD
     # 17 levels hold them all: the surface is flat within ±4/255 and nothing changes at all
     assert loss_instability(Quantized(digits_models["vanilla"], 17).eval(), x, y) == 0.0
+
+
+class ScaledLogits(torch.nn.Module):
+    """Logits multiplied by a constant: the predictions are the model's, the losses underflow to 0
+    on confident inputs and reach hundreds a step past the boundary (a distilled model at T = 1)."""
+
+    def __init__(self, model, scale):
+        super().__init__()
+        self.model, self.scale = model, scale
+
+    def forward(self, x):
+        return self.model(x) * self.scale
+
+
+def _margin(model, x, y):
+    logits = model(x)
+    return logits.gather(1, y[:, None])[:, 0] - logits.masked_fill(
+        torch.nn.functional.one_hot(y, logits.shape[1]).bool(), -torch.inf).amax(1)
+
+
+@torch.no_grad()
+def test_loss_instability_is_capped_per_input_so_one_boundary_input_of_huge_logits_cannot_decide_it(
+        digits, digits_models):
+    """Logits × 1,000 (as a distilled model deployed at T = 1): the confident inputs' losses are 0,
+    and one input close to the boundary (cross-entropy 0.01 there) changes its loss a
+    thousandfold ±4/255 away. Capping only the mean (probes of version 4) read this model, whose
+    predictions almost never change, as unstable as a randomized one; capped per input, that input
+    counts for at most 1/n."""
+    from bench.assess.indicators import INSTABILITY_THRESHOLD
+    from bench.execute.probes import INSTABILITY_RADIUS, loss_instability
+
+    plain = digits_models["vanilla"].eval()
+    model = ScaledLogits(plain, 1000.0).eval()
+    x, y = digits.x_test[:100].clone(), digits.y_test[:100]
+    pred = plain(x).argmax(1)
+    i = int(torch.nonzero(pred == y)[0])
+    j = int(torch.nonzero(pred != pred[i])[0])
+    lo, hi = 0.0, 1.0  # on the segment from input i towards input j: where the margin is 4.6e-3
+    for _ in range(40):
+        t = (lo + hi) / 2
+        xt = x[i] + t * (x[j] - x[i])
+        lo, hi = (t, hi) if _margin(plain, xt[None], y[i:i + 1]) > 4.6e-3 else (lo, t)
+    x[i] = x[i] + lo * (x[j] - x[i])
+    reference = torch.nn.functional.cross_entropy(model(x), y, reduction="none")
+    assert 1e-3 < reference[i] < 0.1
+    scale = reference.abs().masked_fill(reference == 0, 1.0)
+    gen = torch.Generator().manual_seed(0)
+    per_input, flips = torch.zeros_like(reference), 0
+    for _ in range(100):
+        u = (torch.rand(x.shape, generator=gen) - 0.5) * INSTABILITY_RADIUS
+        out = model((x + u).clamp(0, 1))
+        per_input += (reference - torch.nn.functional.cross_entropy(out, y, reduction="none")).abs() / scale / 100
+        flips += int((out.argmax(1) != model(x).argmax(1)).sum())
+    assert per_input.mean() > 1  # the version-4 value: capped to 1.0, W6 would fire
+    assert flips < 0.01 * 100 * len(y)  # yet its predictions change on under 1% of the draws
+    value = loss_instability(model, x, y)
+    assert value == pytest.approx(float(per_input.clamp(max=1).mean()), abs=1e-6)
+    assert value < INSTABILITY_THRESHOLD / 10
 
 
 def test_an_unstable_loss_prescribes_eot_and_square_and_is_answered_once_they_ran():

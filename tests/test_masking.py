@@ -238,3 +238,35 @@ def test_vanilla_and_adversarial_training_are_not_flagged(which, digits, digits_
     diagnosis = _diagnose(model, digits, vanilla_probes)
     assert diagnosis.fired == [], [f for f in diagnosis.findings if f.fired]
     assert len(diagnosis.evaluated) >= 6
+
+
+def test_r7_never_fires_on_saturation_of_the_undefended_model_itself_only_on_its_dlr_gradients():
+    """A long-trained vanilla model saturates its softmax (75% of mnist-5k's test inputs after 50
+    epochs): it is its own R7 reference, so saturation alone is the baseline, not a finding. The
+    same probes on a defense with no reference in the store fire R7; zero DLR gradients fire it
+    on the undefended model too."""
+    from bench.assess.evidence import ModelEvidence
+    from bench.assess.probe_rules import rule_probes
+    from bench.store.records import ModelInfo
+
+    saturated = probes(MODEL["model_id"], zero=0.0, saturated=0.75)
+    rs = result_set([], [MODEL], [saturated])
+    p = rs.probes_of(MODEL["model_id"], "digits")
+    vanilla = rule_probes(ModelEvidence(ModelInfo.from_spec(MODEL), {}, p, None, None, own_reference=True))
+    assert vanilla.evaluated and not vanilla.fired
+    assert vanilla.evidence["reference_model"].startswith("itself")
+    defended = rule_probes(ModelEvidence(ModelInfo.from_spec(model_spec("00000000000000cc", "defensive-distillation")),
+                                         {}, p, None, None))
+    assert defended.fired
+    dead_probes = {**probes(MODEL["model_id"], zero=0.9, saturated=0.75), "zero_dlr_grad_share": 0.9}
+    dead = result_set([], [MODEL], [dead_probes]).probes_of(MODEL["model_id"], "digits")
+    assert rule_probes(ModelEvidence(ModelInfo.from_spec(MODEL), {}, dead, None, None, own_reference=True)).fired
+
+
+def test_the_assessment_knows_which_model_is_its_own_reference():
+    from bench.assess.assessment import is_own_reference
+    from bench.store.records import ModelInfo
+
+    assert is_own_reference(ModelInfo.from_spec(MODEL))
+    assert not is_own_reference(ModelInfo.from_spec(model_spec("00000000000000cc", "defensive-distillation")))
+    assert not is_own_reference(ModelInfo.from_spec(model_spec("00000000000000dd", config={"epochs": 5, "temperature": 100})))

@@ -132,12 +132,18 @@ def _base(arch: str, dataset: str) -> str:
         return arch
 
 
+def is_own_reference(info: ModelInfo) -> bool:
+    """`info` is the undefended model of its spec: `vanilla` with default config but for the
+    training length, on the base architecture of its dataset."""
+    return (info.defense == "vanilla" and info.arch == _base(info.arch, info.dataset)
+            and not config_changes("vanilla", {k: v for k, v in info.config.items() if k != "epochs"}))
+
+
 def find_reference(info: ModelInfo, models: Mapping[str, ModelInfo]) -> ModelInfo | None:
     """The undefended model trained like `info`: `vanilla` with default config but for the
     training length, same dataset, base architecture and seed. Chosen by spec, never by label."""
-    if info.defense == "vanilla" and info.arch == _base(info.arch, info.dataset) and not config_changes("vanilla", {k: v for k, v in info.config.items()
-                                                                     if k != "epochs"}):
-        return None  # it is its own reference
+    if is_own_reference(info):
+        return None
     default = default_config("vanilla") or {}
     arch = _base(info.arch, info.dataset)
     for other in sorted(models.values(), key=lambda m: m.model_id):
@@ -165,7 +171,8 @@ def assess(results: ResultSet, model_ids=None) -> dict[str, ModelAssessment]:
         reference = find_reference(info, results.models)
         out[model_id] = ModelAssessment.of(ModelEvidence(
             info, threats, results.probes_of(model_id, info.dataset), reference,
-            results.probes_of(reference.model_id, info.dataset) if reference else None, binarization))
+            results.probes_of(reference.model_id, info.dataset) if reference else None, binarization,
+            is_own_reference(info)))
     return out
 
 

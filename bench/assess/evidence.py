@@ -294,6 +294,7 @@ class ModelEvidence:
     reference: ModelInfo | None
     reference_probes: Probes | None
     binarization: tuple[Binarization, ...] = ()  # the binarization tests of its attacks
+    own_reference: bool = False  # it is the undefended model of its spec: R7 compares it with itself
 
     @property
     def model_id(self) -> str:

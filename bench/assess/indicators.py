@@ -15,10 +15,13 @@ the harness itself saw of each attack (bench/execute/observer.py), never from wh
   per-example `gradient` column); a randomized model is R9.
 - **Unstable predictions** (W6) — the probes' `loss_instability`, the reference's metric: the mean
   relative change of the cross-entropy over 100 random points within ±4/255 per feature of each of
-  the first 100 test inputs, capped at 1, above INSTABILITY_THRESHOLD (0.5). Measured: undefended models
-  0.02–0.04 (papernot-mnist on mnist-5k, 2 and 10 epochs) and 0.11 (digits-cnn); defensive
-  distillation at T 100 0.005 (mnist-5k, 5 epochs) and 0.10 (digits); the digits model with
-  Gaussian input noise of σ 0.05 in its forward, or with inputs quantized to 4 levels, 1.0.
+  the first 100 test inputs, each input's value capped at 1 before the mean over inputs (so that one
+  input of a model with huge logits cannot decide it: bench/execute/probes.py), above
+  INSTABILITY_THRESHOLD (0.25). Measured, per-input cap: undefended papernot-mnist on mnist-5k 0.013
+  (50 epochs), its adversarial training 0.018, defensive distillation at T 100 0.0006, ta-chain at
+  T 100 0.010 (0.73 capped only as a whole: one input); digits-cnn 0.115; the digits model with
+  Gaussian input noise of σ 0.05 in its forward 0.73, with inputs quantized to 4 levels 0.37 (8 levels
+  0.33). The threshold sits at 2.2× the largest smooth value and below every shattered or randomized one.
   Gradients measured at one point then say little about the loss a step away: W6 prescribes
   expectation over transformation and an attack that only compares losses (Square).
 - **Transfer failure** (W5) — on examples robust in the worst case, the transfer attack's point
@@ -40,9 +43,10 @@ from bench.assess.rules import Finding, _finding, _threat_name, is_iterative_gra
 
 # an indicator fires when the examples it concerns could move the attack's accuracy by more than this
 SHARE = 0.01
-# W6 fires above this loss instability (Pintor et al.'s metric, in [0, 1]): 4.5x the largest value
-# measured on smooth models (0.11), half the capped value of a randomized one (the docstring above)
-INSTABILITY_THRESHOLD = 0.5
+# W6 fires above this loss instability (Pintor et al.'s metric capped per input, in [0, 1]): 2.2x the
+# largest value measured on a smooth model (0.115), below a 4-level quantized input (0.37) and input
+# noise (0.73) (the docstring above; 0.5 when the metric was capped only as a whole, probes version 4)
+INSTABILITY_THRESHOLD = 0.25
 
 
 def _fires(count: int, n: int) -> bool:
@@ -137,7 +141,7 @@ def rule_transfer_failure(m: ModelEvidence) -> Finding:
 def rule_unstable_predictions(m: ModelEvidence) -> Finding:
     make = _finding("W6", "the model's loss is unstable near its inputs",
                     f"the mean relative change of the cross-entropy over 100 random points within ±4/255 per feature "
-                    f"of the first 100 test inputs (probes, capped at 1) is above {INSTABILITY_THRESHOLD}",
+                    f"of the first 100 test inputs (probes, each input capped at 1) is above {INSTABILITY_THRESHOLD}",
                     "Pintor et al. 2022, unstable predictions")
     p = m.probes
     value = None if p is None else p.loss_instability

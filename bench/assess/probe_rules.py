@@ -10,7 +10,10 @@ def rule_probes(m: ModelEvidence) -> Finding:
     """Zero gradients are measured on the DLR loss, as AutoAttack's check_zero_gradients does: DLR is
     invariant to the logits' scale, so a long-trained undefended model whose confident softmax
     rounds the cross-entropy gradient to zero does not trip it. Saturation and logit size are judged
-    against the undefended reference of the same spec where the store has it."""
+    against the undefended reference of the same spec where the store has it. The undefended model
+    is its own reference: its saturation and its logits are the baseline a defense is compared with,
+    so only its DLR gradients can fire R7 (a long-trained vanilla papernot-mnist saturates its
+    softmax on 75% of mnist-5k's test inputs, and nothing in it masks anything)."""
     make = _finding("R7", "vanishing gradients, saturated softmax, or inflated logits",
                     "zero DLR gradient on > 10% of inputs; or softmax = 1.0 on > 50% of inputs and > 30 points more "
                     "than the undefended reference (vanilla, same dataset, base arch, seed and epochs); or median "
@@ -22,7 +25,10 @@ def rule_probes(m: ModelEvidence) -> Finding:
     evidence = {"zero_dlr_grad_share": p.zero_dlr_grad_share, "zero_ce_grad_share": p.zero_grad_share,
                 "saturated_share": p.saturated_share, "logit_l1_median": p.logit_l1_median}
     ref = m.reference_probes
-    saturated = p.saturated_share > 0.50 and (ref is None or p.saturated_share > ref.saturated_share + 0.30)
+    if m.own_reference:
+        evidence["reference_model"] = "itself (the undefended model of its spec)"
+    saturated = (not m.own_reference and p.saturated_share > 0.50
+                 and (ref is None or p.saturated_share > ref.saturated_share + 0.30))
     fired = p.zero_dlr_grad_share > 0.10 or saturated
     if ref is not None:
         ratio = p.logit_l1_median / max(ref.logit_l1_median, 1e-12)

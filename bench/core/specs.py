@@ -21,7 +21,7 @@ from bench.core.errors import BenchInputError
 TRAIN_CACHE_VERSION = 1
 EVAL_CACHE_VERSION = 2  # 2: records carry trace summaries and count silent successes (bench/execute/observer.py)
 RECORD_SCHEMA_VERSION = 1
-PROBE_VERSION = 4  # bump when the probes (bench/execute/probes.py) measure something else
+PROBE_VERSION = 5  # bump when the probes (bench/execute/probes.py) measure something else
 BINARIZATION_VERSION = 2  # bump when the binarization test (bench/execute/binarization.py) changes
 
 NORMS = ("linf", "l2", "l0")  # l0: eps is the fraction of input features that may change

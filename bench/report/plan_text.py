@@ -2,7 +2,10 @@
 
 Estimates come first from the wall times the store recorded for similar nodes ("history"):
 training as seconds per epoch of the same defense, architecture and dataset; attacks as seconds
-per example of the same attack, norm, architecture and dataset. A node with no similar node is
+per example of the same attack, norm, architecture and dataset on a model of the same kind —
+trained against a budget or not, since an attack that stops on broken examples (AutoAttack, Square)
+costs 3.0 s per example on adversarial training where it costs 0.2 s on vanilla papernot-mnist;
+binarization tests as seconds per sampled example of earlier binarization tests. A node with no similar node is
 estimated by the cost model ("model": its passes of the model × seconds per pass measured here,
 bench/plan/costs.py); each line says which, and a node neither knows is shown as "?".
 """
@@ -15,21 +18,41 @@ from bench.execute.executors import topological
 from bench.plan.costs import model_estimate
 
 
-def _history(store) -> tuple[dict, dict]:
+def _robust(config) -> bool:
+    """Trained against a budget (its config has `eps`): an attack's cost depends on how many
+    examples survive it, so such a model's history is kept apart from an undefended one's."""
+    return "eps" in config if isinstance(config, dict) else hasattr(config, "eps")
+
+
+def _history(store) -> tuple[dict, dict, dict]:
     per_epoch: dict[tuple, list[float]] = defaultdict(list)
+    robust: dict[str, bool] = {}
     for spec in store.models():
+        robust[spec["model_id"]] = _robust(spec.get("config") or {})
         wall = (spec.get("provenance") or {}).get("wall_seconds")
         epochs = (spec.get("config") or {}).get("epochs")
         if wall and epochs:
             per_epoch[(spec["defense"], spec["arch"], spec["dataset"])].append(wall / epochs)
+    arch = {}
     per_example: dict[tuple, list[float]] = defaultdict(list)
     for rec in store.records():
         wall = rec["provenance"].get("wall_seconds")
         n = rec["metrics"].get("n")
         s = rec["spec"]
+        arch[rec["model_id"]] = (s["arch"], s["dataset"]["name"])
         if wall and n:
-            per_example[(s["attack"]["name"], s["budget"]["norm"], s["arch"], s["dataset"]["name"])].append(wall / n)
-    return per_epoch, per_example
+            per_example[(s["attack"]["name"], s["budget"]["norm"], s["arch"], s["dataset"]["name"],
+                         robust.get(rec["model_id"], False))].append(wall / n)
+    # a binarization test runs its attack once per sampled example, with the readout's points: its
+    # cost per sample is its own (measured: 2.8-3.2 s per sample of AutoAttack and FMN on vanilla
+    # papernot-mnist, where the attack's own record costs 0.03-0.2 s per example)
+    per_sample: dict[tuple, list[float]] = defaultdict(list)
+    for b in store.all_binarizations():
+        wall, samples = b.get("wall_seconds"), b.get("samples")
+        where = arch.get(b.get("model_id"))
+        if wall and samples and where:
+            per_sample[(b["attack"], b["norm"], *where, robust.get(b["model_id"], False))].append(wall / samples)
+    return per_epoch, per_example, per_sample
 
 
 def estimate(task, runner, history) -> tuple[float | None, str]:
@@ -42,17 +65,20 @@ def estimate(task, runner, history) -> tuple[float | None, str]:
 
 
 def _from_history(task, runner, history) -> float | None:
-    per_epoch, per_example = history
+    per_epoch, per_example, per_sample = history
     node = task.node
     if task.kind == "train":
         epochs = getattr(node.config, "epochs", None)
         times = per_epoch.get((node.defense, node.arch, node.dataset))
         return statistics.median(times) * epochs if times and epochs else None
-    if task.kind in ("attack", "binarize"):  # a binarization test: one attack per example, `samples` of them
+    if task.kind in ("attack", "binarize"):
         spec = task.attack.spec
-        times = per_example.get((task.attack.name, spec.budget.norm, node.arch, node.dataset))
-        n = spec.n if task.kind == "attack" else task.samples
-        return statistics.median(times) * n if times else None
+        key = (task.attack.name, spec.budget.norm, node.arch, node.dataset, _robust(node.config))
+        if task.kind == "attack":
+            times = per_example.get(key)
+            return statistics.median(times) * spec.n if times else None
+        times = per_sample.get(key)  # a binarization test: one attack per example, `samples` of them
+        return statistics.median(times) * task.samples if times else None
     return None
 
 

@@ -330,6 +330,7 @@ class ResultSet:
         return tuple(best[k] for k in sorted(best))
 
     def probes_of(self, model_id: str, dataset: str) -> Probes | None:
-        """The model's probes on the largest evaluation slice probed."""
+        """The model's probes of the newest probe version, on the largest evaluation slice probed
+        (an older version measured something else: bench/core/specs.py PROBE_VERSION)."""
         mine = [p for p in self.probes if p.model_id == model_id and p.dataset == dataset]
-        return max(mine, key=lambda p: p.n) if mine else None
+        return max(mine, key=lambda p: (int(p.raw.get("probe_version", 0)), p.n)) if mine else None
