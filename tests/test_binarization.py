@@ -7,7 +7,7 @@ import torch
 from conftest import CPU
 
 from bench.core.specs import Budget
-from bench.execute.binarization import binarization_test, binarize
+from bench.execute.binarization import binarization_test, binarize, binarized_examples
 from bench.plugins.attacks.autoattack import AutoAttackStandard
 from bench.plugins.attacks.base import Attack
 from bench.plugins.attacks.pgd_margin import PGDMargin
@@ -44,6 +44,23 @@ def test_a_weakened_attack_fails(attack, digits, digits_models):
     result = binarized_run(digits_models["vanilla"], attack, digits, Budget("linf", 0.1))
     assert len(result.counted) >= 10
     assert result.passed is False and result.success_rate < 0.5, result.to_json()
+
+
+def test_binarized_models_built_once_give_every_attack_the_result_it_gets_alone(digits, digits_models):
+    """The binarized models depend on the model, examples, budget and seed, not on the attack: the
+    runner builds them once per model and budget. Shared, each attack's samples are exactly those it
+    gets when the test builds its own, and an attack cannot change the models the next one gets."""
+    model = digits_models["vanilla"]
+    x, y = digits.eval_slice(N)
+    budget = Budget("linf", 0.1)
+    shared = binarized_examples(model, x, y, budget, num_classes=10, seed=0, device=CPU)
+    weights = [{k: v.clone() for k, v in b.model.state_dict().items()} for b in shared]
+    for attack in (PGDMargin(PGDMargin.Config(steps=3, step_factor=0.3)), PGDMargin()):
+        alone = binarization_test(model, attack, x, y, budget, num_classes=10, seed=0, device=CPU)
+        together = binarization_test(model, attack, x, y, budget, num_classes=10, seed=0, device=CPU, binarized=shared)
+        assert together.samples == alone.samples and len(alone.counted) >= 10
+    for b, before in zip(shared, weights):
+        assert all(torch.equal(v, before[k]) for k, v in b.model.state_dict().items())
 
 
 def test_the_binarized_model_has_an_adversarial_point_inside_the_budget(digits, digits_models):

@@ -55,6 +55,7 @@ class Runner:
         self.reused_records: list[str] = []
         self.probed: list[str] = []
         self.binarized: list[str] = []
+        self._binarized_key, self._binarized = None, None  # the binarized models being tested (_binarized_examples)
         self._models: dict[str, torch.nn.Module] = {}
         # --force: "all", or defense / attack names whose artifacts are recomputed (once per run)
         self.force = frozenset(force or ())
@@ -224,6 +225,20 @@ class Runner:
             cached = self.store.load_binarization(binarization_id)
             return cached if cached is not None else self._binarize(node, prepared, n_eval, samples, binarization_id)
 
+    def _binarized_examples(self, node, x, y, budget, seed, samples):
+        """The binarized models of `node`'s examples at `budget`, built once and shared by every
+        attack tested there (the last model and budget only: they are tested one after another)."""
+        from bench.execute.binarization import binarized_examples
+
+        key = (node.model_id, budget, seed, samples, len(y))
+        if self._binarized_key != key:
+            self._binarized_key, self._binarized = None, None  # free the previous ones first
+            self._binarized = binarized_examples(self.model(node), x, y, budget,
+                                                 num_classes=self.dataset.num_classes, seed=seed,
+                                                 device=self.device, limit=samples)
+            self._binarized_key = key
+        return self._binarized
+
     def _binarize(self, node, prepared, n_eval, samples, binarization_id) -> dict:
         from bench.execute.binarization import binarization_test
 
@@ -232,7 +247,8 @@ class Runner:
         started = time.perf_counter()
         result = binarization_test(self.model(node), prepared.instantiate(), x, y, budget,
                                    num_classes=self.dataset.num_classes, seed=prepared.spec.seed, device=self.device,
-                                   limit=samples)
+                                   limit=samples,
+                                   binarized=self._binarized_examples(node, x, y, budget, prepared.spec.seed, samples))
         out = {"binarization_id": binarization_id, "record_id": prepared.record_id, "model_id": node.model_id,
                **result.to_json(), "samples": samples, "examples": [s.index for s in result.samples],
                "wall_seconds": round(time.perf_counter() - started, 3)}
