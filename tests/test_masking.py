@@ -252,7 +252,7 @@ def test_r7_never_fires_on_saturation_of_the_undefended_model_itself_only_on_its
     saturated = probes(MODEL["model_id"], zero=0.0, saturated=0.75)
     rs = result_set([], [MODEL], [saturated])
     p = rs.probes_of(MODEL["model_id"], "digits")
-    vanilla = rule_probes(ModelEvidence(ModelInfo.from_spec(MODEL), {}, p, None, None, own_reference=True))
+    vanilla = rule_probes(ModelEvidence(ModelInfo.from_spec(MODEL), {}, p, None, None))
     assert vanilla.evaluated and not vanilla.fired
     assert vanilla.evidence["reference_model"].startswith("itself")
     defended = rule_probes(ModelEvidence(ModelInfo.from_spec(model_spec("00000000000000cc", "defensive-distillation")),
@@ -260,11 +260,11 @@ def test_r7_never_fires_on_saturation_of_the_undefended_model_itself_only_on_its
     assert defended.fired
     dead_probes = {**probes(MODEL["model_id"], zero=0.9, saturated=0.75), "zero_dlr_grad_share": 0.9}
     dead = result_set([], [MODEL], [dead_probes]).probes_of(MODEL["model_id"], "digits")
-    assert rule_probes(ModelEvidence(ModelInfo.from_spec(MODEL), {}, dead, None, None, own_reference=True)).fired
+    assert rule_probes(ModelEvidence(ModelInfo.from_spec(MODEL), {}, dead, None, None)).fired
 
 
 def test_the_assessment_knows_which_model_is_its_own_reference():
-    from bench.assess.assessment import is_own_reference
+    from bench.assess.reference import is_own_reference
     from bench.store.records import ModelInfo
 
     assert is_own_reference(ModelInfo.from_spec(MODEL))

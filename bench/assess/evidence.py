@@ -14,6 +14,7 @@ from typing import Callable, Mapping
 
 import pandas as pd
 
+from bench.assess.reference import is_own_reference
 from bench.assess.stats import Accuracy
 from bench.assess.suite import MINIMUM_SUITE, SuiteRequirement
 from bench.assess.traces import either, still_moving
@@ -294,11 +295,15 @@ class ModelEvidence:
     reference: ModelInfo | None
     reference_probes: Probes | None
     binarization: tuple[Binarization, ...] = ()  # the binarization tests of its attacks
-    own_reference: bool = False  # it is the undefended model of its spec: R7 compares it with itself
 
     @property
     def model_id(self) -> str:
         return self.info.model_id
+
+    @property
+    def own_reference(self) -> bool:
+        """It is the undefended model of its spec: R7 compares it with itself (bench/assess/reference.py)."""
+        return is_own_reference(self.info)
 
     @property
     def has_teacher(self) -> bool:

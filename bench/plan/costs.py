@@ -131,6 +131,12 @@ def train_passes(node, dataset) -> float | None:
     return total
 
 
+def trained_against_a_budget(config) -> bool:
+    """The model's config has `eps` (a dataclass or a stored dict): an attack's cost depends on how
+    many examples survive it, so such a model's attacks cost more than an undefended one's."""
+    return "eps" in config if isinstance(config, dict) else hasattr(config, "eps")
+
+
 def model_estimate(task, runner) -> float | None:
     """Seconds for `task` by the cost model (None: no model for it)."""
     node, dataset = task.node, runner.dataset
@@ -148,7 +154,7 @@ def model_estimate(task, runner) -> float | None:
         cls = ATTACKS.get(task.attack.name).obj
         config = dict(task.attack.recorded_config)
         declared = getattr(cls, "cost", None)
-        robust = hasattr(node.config, "eps")
+        robust = trained_against_a_budget(node.config)
         passes = (declared(config, spec.budget.norm, spec.budget.eps, dataset) if callable(declared) else
                   attack_passes(task.attack.name, config, spec.budget.norm, spec.budget.eps, dataset, robust))
         if passes is None:

@@ -210,7 +210,7 @@ def reference_node(store, node: TrainNode, epochs: int | None = None) -> TrainNo
     """The vanilla model trained like `node` (dataset, base architecture, seed, training length),
     when it is already trained: the reference of rule R7, probed with the run's models. Never
     trained just for that. (The assessment finds the same model among the store's by its spec:
-    bench/assess/assessment.py find_reference.)"""
+    bench/assess/reference.py find_reference.)"""
     try:
         arch = undefended_arch(node.arch, dataset_info(node.dataset).default_arch)
     except BenchInputError:  # an external model of no registered architecture

@@ -15,20 +15,14 @@ import statistics
 from collections import defaultdict
 
 from bench.execute.executors import topological
-from bench.plan.costs import model_estimate
-
-
-def _robust(config) -> bool:
-    """Trained against a budget (its config has `eps`): an attack's cost depends on how many
-    examples survive it, so such a model's history is kept apart from an undefended one's."""
-    return "eps" in config if isinstance(config, dict) else hasattr(config, "eps")
+from bench.plan.costs import model_estimate, trained_against_a_budget
 
 
 def _history(store) -> tuple[dict, dict, dict]:
     per_epoch: dict[tuple, list[float]] = defaultdict(list)
     robust: dict[str, bool] = {}
     for spec in store.models():
-        robust[spec["model_id"]] = _robust(spec.get("config") or {})
+        robust[spec["model_id"]] = trained_against_a_budget(spec.get("config") or {})
         wall = (spec.get("provenance") or {}).get("wall_seconds")
         epochs = (spec.get("config") or {}).get("epochs")
         if wall and epochs:
@@ -73,7 +67,7 @@ def _from_history(task, runner, history) -> float | None:
         return statistics.median(times) * epochs if times and epochs else None
     if task.kind in ("attack", "binarize"):
         spec = task.attack.spec
-        key = (task.attack.name, spec.budget.norm, node.arch, node.dataset, _robust(node.config))
+        key = (task.attack.name, spec.budget.norm, node.arch, node.dataset, trained_against_a_budget(node.config))
         if task.kind == "attack":
             times = per_example.get(key)
             return statistics.median(times) * spec.n if times else None
