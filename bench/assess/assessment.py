@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
 from bench.assess import remedies
 from bench.assess.evidence import ModelEvidence, assess_threat
 from bench.assess.masking import Diagnosis, diagnose
-from bench.assess.stats import Accuracy
 from bench.assess.reference import config_changes, find_reference
-from bench.store.records import ModelInfo, Record, ResultSet
+from bench.assess.stats import Accuracy
+from bench.store.records import Record, ResultSet
 
 
 # --- per model -------------------------------------------------------------------------------------
